@@ -1,0 +1,1 @@
+"""cnnzoo: the classic convolutional networks, faithful and tested."""

@@ -1,0 +1,15 @@
+"""The model zoo, one module per family. Importing this package registers every model."""
+
+from cnnzoo.models import (  # noqa: F401  (imported for their @register_model side effects)
+    alexnet,
+    googlenet,
+    inception,
+    lenet,
+    resnet,
+    resnet_cifar,
+    teaching,
+    vgg,
+)
+from cnnzoo.models.base import ClassifierModel, FeatureInfo
+
+__all__ = ["ClassifierModel", "FeatureInfo"]

@@ -1,0 +1,65 @@
+"""The papers the models come from, cited by the registry and the docs."""
+
+from cnnzoo.registry import Paper
+
+LECUN1998 = Paper(
+    title="Gradient-Based Learning Applied to Document Recognition",
+    authors="LeCun, Bottou, Bengio, Haffner",
+    year=1998,
+    link="https://doi.org/10.1109/5.726791",
+)
+KRIZHEVSKY2012 = Paper(
+    title="ImageNet Classification with Deep Convolutional Neural Networks",
+    authors="Krizhevsky, Sutskever, Hinton",
+    year=2012,
+    link="https://doi.org/10.1145/3065386",
+)
+KRIZHEVSKY2014 = Paper(
+    title="One weird trick for parallelizing convolutional neural networks",
+    authors="Krizhevsky",
+    year=2014,
+    link="https://arxiv.org/abs/1404.5997",
+)
+SIMONYAN2014 = Paper(
+    title="Very Deep Convolutional Networks for Large-Scale Image Recognition",
+    authors="Simonyan, Zisserman",
+    year=2014,
+    link="https://arxiv.org/abs/1409.1556",
+)
+SZEGEDY2014 = Paper(
+    title="Going Deeper with Convolutions",
+    authors="Szegedy et al.",
+    year=2014,
+    link="https://arxiv.org/abs/1409.4842",
+)
+SZEGEDY2015 = Paper(
+    title="Rethinking the Inception Architecture for Computer Vision",
+    authors="Szegedy, Vanhoucke, Ioffe, Shlens, Wojna",
+    year=2015,
+    link="https://arxiv.org/abs/1512.00567",
+)
+HE2015 = Paper(
+    title="Deep Residual Learning for Image Recognition",
+    authors="He, Zhang, Ren, Sun",
+    year=2015,
+    link="https://arxiv.org/abs/1512.03385",
+)
+XIE2016 = Paper(
+    title="Aggregated Residual Transformations for Deep Neural Networks",
+    authors="Xie, Girshick, Dollár, Tu, He",
+    year=2016,
+    link="https://arxiv.org/abs/1611.05431",
+)
+ZAGORUYKO2016 = Paper(
+    title="Wide Residual Networks",
+    authors="Zagoruyko, Komodakis",
+    year=2016,
+    link="https://arxiv.org/abs/1605.07146",
+)
+# The teaching nets follow common course material rather than a paper; they cite the idea they teach.
+TEACHING = Paper(
+    title="Teaching network (course-style CNN for small images)",
+    authors="cnnzoo",
+    year=2026,
+    link="https://doi.org/10.1109/5.726791",
+)

@@ -1,0 +1,152 @@
+"""The model registry: every builder registers itself with the facts tests, the CLI and docs read.
+
+A builder is a function returning an ``nn.Module``; ``@register_model(...)`` records its metadata
+(paper, default input, smallest valid input, published parameter count and MACs with their source,
+torchvision compatibility) under the function's name. Names are API: once registered, a name keeps
+its meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = [
+    "ModelInfo",
+    "Paper",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication a model comes from."""
+
+    title: str
+    authors: str
+    year: int
+    link: str  # arXiv or DOI URL
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year}), {self.title}. {self.link}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a registered model, available without building it.
+
+    ``params`` and ``macs`` are for the default configuration (``num_classes`` of the paper,
+    ``in_channels`` of ``input_size``, aux heads as built by default) and ``macs`` at
+    ``input_size`` with batch 1: multiply-accumulates of conv and linear weights, no bias adds,
+    norms, activations or pooling (torchvision's "GFLOPS" convention). ``source`` says where the
+    numbers come from: a paper table, torchvision's documentation, or computed and cross-checked.
+    """
+
+    name: str
+    family: str
+    paper: Paper
+    input_size: tuple[int, int, int]  # default (C, H, W)
+    min_size: tuple[int, int]  # smallest valid (H, W)
+    params: int
+    macs: int | None
+    source: str
+    torchvision: bool  # state_dict keys and shapes equal torchvision's, same function
+    fixed_size: bool  # the head has fixed in-features: only input_size's H x W works
+    summary: str  # first line of the builder's docstring
+    builder: Callable[..., nn.Module]
+
+    @property
+    def num_classes(self) -> int:
+        """Default number of classes (read from the builder's signature)."""
+        import inspect
+
+        default = inspect.signature(self.builder).parameters["num_classes"].default
+        return int(default)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
+
+
+def register_model(
+    *,
+    family: str,
+    paper: Paper,
+    input_size: tuple[int, int, int],
+    min_size: tuple[int, int],
+    params: int,
+    macs: int | None,
+    source: str,
+    torchvision: bool = False,
+    fixed_size: bool = False,
+    name: str | None = None,
+) -> Callable[[BuilderT], BuilderT]:
+    """Register a model builder under ``name`` (default: the function's name).
+
+    Raises ``ValueError`` if the name is taken: two builders must never share a name.
+    """
+
+    def decorator(builder: BuilderT) -> BuilderT:
+        model_name = name or builder.__name__
+        if model_name in _REGISTRY:
+            raise ValueError(f"model {model_name!r} is already registered")
+        doc = (builder.__doc__ or "").strip()
+        _REGISTRY[model_name] = ModelInfo(
+            name=model_name,
+            family=family,
+            paper=paper,
+            input_size=tuple(input_size),  # type: ignore[arg-type]
+            min_size=tuple(min_size),  # type: ignore[arg-type]
+            params=params,
+            macs=macs,
+            source=source,
+            torchvision=torchvision,
+            fixed_size=fixed_size,
+            summary=doc.splitlines()[0] if doc else "",
+            builder=builder,
+        )
+        return builder
+
+    return decorator
+
+
+def _ensure_models_loaded() -> None:
+    # Importing the models package runs every family's @register_model.
+    import cnnzoo.models  # noqa: F401
+
+
+def _unknown_model_error(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo list`"
+    return ValueError(f"unknown model {name!r}{hint}")
+
+
+def model_info(name: str) -> ModelInfo:
+    """The metadata of a registered model; ``ValueError`` naming the closest names if unknown."""
+    _ensure_models_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise _unknown_model_error(name) from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (fnmatch), sorted."""
+    _ensure_models_loaded()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model. Keyword arguments that are ``None`` are dropped, so that unset
+    options (e.g. CLI flags) never override the model's own defaults."""
+    info = model_info(name)
+    return info.builder(**{k: v for k, v in kwargs.items() if v is not None})
