@@ -1,1 +1,27 @@
-"""cnnzoo: the classic convolutional networks, faithful and tested."""
+"""cnnzoo: the classic convolutional networks, faithful and tested, in PyTorch.
+
+>>> import cnnzoo
+>>> cnnzoo.list_models("resnet*")[:3]
+['resnet101', 'resnet110', 'resnet1202']
+>>> model = cnnzoo.create_model("resnet18", num_classes=10)
+"""
+
+__version__ = "0.1.0"
+
+from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.registry import ModelInfo, Paper, create_model, list_models, model_info, register_model
+from cnnzoo.weights import WeightsMismatchError, load_weights
+
+__all__ = [
+    "ClassifierModel",
+    "FeatureInfo",
+    "ModelInfo",
+    "Paper",
+    "WeightsMismatchError",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load_weights",
+    "model_info",
+    "register_model",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -100,6 +101,14 @@ def register_model(
         if model_name in _REGISTRY:
             raise ValueError(f"model {model_name!r} is already registered")
         doc = (builder.__doc__ or "").strip()
+
+        @functools.wraps(builder)
+        def build(*args: Any, **kwargs: Any) -> nn.Module:
+            model = builder(*args, **kwargs)
+            # Lets error messages and tables name the model as the user asked for it.
+            object.__setattr__(model, "model_name", model_name)
+            return model
+
         _REGISTRY[model_name] = ModelInfo(
             name=model_name,
             family=family,
@@ -112,9 +121,9 @@ def register_model(
             torchvision=torchvision,
             fixed_size=fixed_size,
             summary=doc.splitlines()[0] if doc else "",
-            builder=builder,
+            builder=build,
         )
-        return builder
+        return build  # type: ignore[return-value]
 
     return decorator
 

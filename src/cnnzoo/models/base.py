@@ -8,6 +8,7 @@ torchvision's state_dict exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -38,17 +39,16 @@ class ClassifierModel(nn.Module):
     in_channels: int
     min_input_size: tuple[int, int]
     fixed_input_size: tuple[int, int] | None = None
+    model_name: str  # the registered name, set by the registry's builders
     feature_info: list[FeatureInfo]
 
     def check_input(self, x: Tensor) -> None:
-        """Raise a clear ``ValueError`` for an input no layer could handle, before any layer runs."""
-        if isinstance(x, torch.fx.Proxy) or torch.jit.is_scripting():
-            return  # symbolic tracing: shapes are not concrete here
-        name = type(self).__name__
+        """Raise a clear ``ValueError`` for an input no layer can handle, before any layer runs."""
+        if isinstance(cast(object, x), torch.fx.Proxy):
+            return  # symbolic tracing (FX): shapes are not concrete here
+        name = getattr(self, "model_name", type(self).__name__)
         if x.dim() != 4:
-            raise ValueError(
-                f"{name} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{name} was built for {self.in_channels} input channels, "

@@ -56,7 +56,7 @@ ZAGORUYKO2016 = Paper(
     year=2016,
     link="https://arxiv.org/abs/1605.07146",
 )
-# The teaching nets follow common course material rather than a paper; they cite the idea they teach.
+# The teaching nets follow course material rather than a paper; they cite the idea they teach.
 TEACHING = Paper(
     title="Teaching network (course-style CNN for small images)",
     authors="cnnzoo",
