@@ -1,1 +1,257 @@
-"""(being written)"""
+"""AlexNet: torchvision's one-GPU variant and the two-GPU network of the 2012 paper.
+
+``alexnet`` is torchvision's model (Krizhevsky 2014, "One weird trick", arXiv:1404.5997): one tower
+of 64-192-384-256-256 filters, no LRN, an adaptive 6x6 average pool so any input from 63x63 up
+works, and dropout *before* fc6 and fc7. Its state_dict equals torchvision's.
+
+``alexnet_original`` is the network of Krizhevsky, Sutskever & Hinton (2012), sec. 3: two GPU
+towers (grouped convolutions), local response normalisation, overlapping pooling, and the paper's
+initialisation (sec. 5). Its classifier has fixed in-features, so it takes 227x227 inputs only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+
+from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.models.papers import KRIZHEVSKY2012, KRIZHEVSKY2014
+from cnnzoo.registry import register_model
+
+__all__ = ["AlexNet", "AlexNetOriginal", "alexnet", "alexnet_original"]
+
+
+class AlexNet(ClassifierModel):
+    """torchvision's AlexNet: same submodule names and indices, same default (PyTorch) init."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5, in_channels: int = 3) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        # conv1 11/4 pad 2, then three 3x3/2 pools: 63 is the smallest side that leaves pool5 a
+        # 1x1 map (62 -> conv1 14 -> pool1 6 -> pool2 2 -> pool5 empty). torchvision's weights
+        # metadata also says min_size (63, 63).
+        self.min_input_size = (63, 63)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # 0
+            nn.ReLU(inplace=True),  # 1
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 2
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),  # 3
+            nn.ReLU(inplace=True),  # 4
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 5
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),  # 6
+            nn.ReLU(inplace=True),  # 7
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),  # 8
+            nn.ReLU(inplace=True),  # 9
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),  # 10
+            nn.ReLU(inplace=True),  # 11
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 12
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        # torchvision drops the *inputs* of fc6 and fc7, unlike the paper (see AlexNetOriginal).
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout),  # 0
+            nn.Linear(256 * 6 * 6, 4096),  # 1: fc6
+            nn.ReLU(inplace=True),  # 2
+            nn.Dropout(p=dropout),  # 3
+            nn.Linear(4096, 4096),  # 4: fc7
+            nn.ReLU(inplace=True),  # 5
+            nn.Linear(4096, num_classes),  # 6: fc8
+        )
+        # A stage is one resolution; its output is the last map before the next downsampling.
+        # The last entry is forward_features' output.
+        self.feature_info = [
+            FeatureInfo("features.1", 64, 4),
+            FeatureInfo("features.4", 192, 8),
+            FeatureInfo("features.11", 256, 16),
+            FeatureInfo("features.12", 256, 32),
+        ]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # type: ignore[no-any-return]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        x = self.classifier[:-1](x)
+        return x if pre_logits else self.classifier[-1](x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        # PyTorch's default Linear init, as torchvision's AlexNet uses everywhere.
+        self.classifier[-1] = _new_linear_like(self.get_classifier(), num_classes)
+        self.num_classes = num_classes
+
+
+def _new_linear_like(old: nn.Module, out_features: int) -> nn.Linear:
+    """A fresh (default-initialised) Linear with ``old``'s in-features, device and dtype."""
+    assert isinstance(old, nn.Linear)
+    return nn.Linear(
+        old.in_features, out_features, device=old.weight.device, dtype=old.weight.dtype
+    )
+
+
+# The paper's layer table (sec. 3.5 and Fig. 2), both GPUs together:
+# (name, out_channels, kernel, stride, padding, split across the two GPUs).
+# conv3 reads the kernel maps of both GPUs; conv2, conv4 and conv5 only those of their own GPU.
+_PAPER_CONVS: tuple[tuple[str, int, int, int, int, bool], ...] = (
+    ("conv1", 96, 11, 4, 0, False),
+    ("conv2", 256, 5, 1, 2, True),
+    ("conv3", 384, 3, 1, 1, False),
+    ("conv4", 384, 3, 1, 1, True),
+    ("conv5", 256, 3, 1, 1, True),
+)
+# Sec. 3.3: k=2, n=5, alpha=1e-4, beta=0.75 with b = a / (k + alpha * sum_j a_j^2)^beta.
+# Trap: PyTorch's LocalResponseNorm divides alpha by n (it averages the squares rather than
+# summing them), so the paper's formula needs alpha = n * 1e-4 = 5e-4 here.
+_LRN_SIZE, _LRN_ALPHA, _LRN_BETA, _LRN_K = 5, 5 * 1e-4, 0.75, 2.0
+# Sec. 5: biases 1 in conv2, conv4, conv5 and the hidden fc layers (to give ReLUs positive
+# inputs early on), 0 elsewhere.
+_BIAS_ONE = frozenset({"conv2", "conv4", "conv5", "fc6", "fc7"})
+
+
+class AlexNetOriginal(ClassifierModel):
+    """The 2012 paper's AlexNet (sec. 3): grouped convs for the two GPUs, LRN, overlapping pools.
+
+    Layer order per sec. 3.5: conv -> ReLU (every layer), LRN after the ReLUs of conv1 and conv2
+    (sec. 3.3: "after applying the ReLU nonlinearity"), 3x3/2 max-pool after both LRNs and after
+    conv5 (sec. 3.4). Dropout 0.5 on the outputs of fc6 and fc7 (sec. 4.2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        groups: int = 2,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        # The text says 224x224, but 11x11 filters at stride 4 need (H - 11) % 4 == 0 to give
+        # the 55x55 maps of Fig. 2: 227 does, 224 only with padding. fc6 fixes the input size.
+        self.min_input_size = (227, 227)
+        self.fixed_input_size = (227, 227)
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        channels = in_channels
+        for name, out_channels, kernel, stride, padding, split in _PAPER_CONVS:
+            index = name[-1]
+            layers[name] = nn.Conv2d(
+                channels,
+                out_channels,
+                kernel,
+                stride=stride,
+                padding=padding,
+                groups=groups if split else 1,
+            )
+            layers[f"relu{index}"] = nn.ReLU(inplace=True)
+            if name in ("conv1", "conv2"):
+                layers[f"norm{index}"] = nn.LocalResponseNorm(
+                    _LRN_SIZE, alpha=_LRN_ALPHA, beta=_LRN_BETA, k=_LRN_K
+                )
+            if name in ("conv1", "conv2", "conv5"):
+                layers[f"pool{index}"] = nn.MaxPool2d(kernel_size=3, stride=2)
+            channels = out_channels
+        self.features = nn.Sequential(layers)
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc6", nn.Linear(256 * 6 * 6, 4096)),
+                    ("relu6", nn.ReLU(inplace=True)),
+                    ("drop6", nn.Dropout(p=dropout)),
+                    ("fc7", nn.Linear(4096, 4096)),
+                    ("relu7", nn.ReLU(inplace=True)),
+                    ("drop7", nn.Dropout(p=dropout)),
+                    ("fc8", nn.Linear(4096, num_classes)),
+                ]
+            )
+        )
+        self.feature_info = [
+            FeatureInfo("features.norm1", 96, 4),
+            FeatureInfo("features.norm2", 256, 8),
+            FeatureInfo("features.relu5", 256, 16),
+            FeatureInfo("features.pool5", 256, 32),
+        ]
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Sec. 5: every weight ~ N(0, 0.01).
+        for module_name, module in (
+            *self.features.named_children(),
+            *self.classifier.named_children(),
+        ):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.01)
+                assert module.bias is not None
+                nn.init.constant_(module.bias, 1.0 if module_name in _BIAS_ONE else 0.0)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # type: ignore[no-any-return]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(x, 1)
+        x = self.classifier[:-1](x)
+        return x if pre_logits else self.classifier[-1](x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]  # fc8
+
+    def reset_classifier(self, num_classes: int) -> None:
+        fc8 = _new_linear_like(self.get_classifier(), num_classes)
+        nn.init.normal_(fc8.weight, mean=0.0, std=0.01)  # sec. 5, as at construction
+        nn.init.zeros_(fc8.bias)
+        self.classifier[-1] = fc8
+        self.num_classes = num_classes
+
+
+@register_model(
+    family="alexnet",
+    paper=KRIZHEVSKY2014,
+    input_size=(3, 224, 224),
+    min_size=(63, 63),
+    params=61_100_840,
+    macs=714_000_000,
+    source="torchvision 0.28 docs (AlexNet_Weights.IMAGENET1K_V1): 61,100,840 params, 0.714 GFLOPS",
+    torchvision=True,
+)
+def alexnet(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
+    """AlexNet as in torchvision: one-GPU variant, no LRN, adaptive 6x6 pool.
+
+    Krizhevsky (2014), "One weird trick for parallelizing convolutional neural networks",
+    arXiv:1404.5997. State_dict keys, initialisation and forward equal torchvision's ``alexnet``.
+    """
+    return AlexNet(num_classes=num_classes, dropout=dropout, in_channels=in_channels)
+
+
+@register_model(
+    family="alexnet",
+    paper=KRIZHEVSKY2012,
+    input_size=(3, 227, 227),
+    min_size=(227, 227),
+    params=60_965_224,
+    macs=724_406_816,
+    source="computed: params as in published_numbers.md (paper: '60 million'); "
+    "MACs an exact count at 227x227 (0.724G)",
+    fixed_size=True,
+)
+def alexnet_original(
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    groups: int = 2,
+    dropout: float = 0.5,
+) -> AlexNetOriginal:
+    """AlexNet as in the 2012 paper: two-GPU grouped convs, LRN, 227x227 input.
+
+    Krizhevsky, Sutskever, Hinton (2012), "ImageNet Classification with Deep Convolutional Neural
+    Networks", sec. 3 (architecture) and sec. 5 (initialisation). ``groups=2`` models the two GPUs
+    of Fig. 2 (conv2, conv4, conv5 see only their own GPU's maps); ``groups=1`` connects every
+    layer fully (62,378,344 parameters instead of 60,965,224).
+    """
+    return AlexNetOriginal(
+        num_classes=num_classes, in_channels=in_channels, groups=groups, dropout=dropout
+    )
