@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One thread per xdist worker: two workers on two cores, no oversubscription.
-    torch.set_num_threads(1)
+# One thread per test process: `make test` runs two xdist workers on two cores, and on a shared
+# machine extra threads only fight each other (tests measure behaviour, never speed).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
