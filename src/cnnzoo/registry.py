@@ -134,7 +134,10 @@ def _ensure_models_loaded() -> None:
 
 
 def _unknown_model_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    # Names that extend what was typed ("lenet" -> lenet5, lenet5_modern) come first.
+    extending = sorted(n for n in _REGISTRY if n.startswith(name))
+    similar = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = list(dict.fromkeys([*extending, *similar]))[:3]
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo list`"
     return ValueError(f"unknown model {name!r}{hint}")
 
