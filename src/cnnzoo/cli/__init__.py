@@ -10,13 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from cnnzoo import __version__
-from cnnzoo.cli import listing
+from cnnzoo.cli import data, evaluate, listing, predict, train
 from cnnzoo.cli._common import CLIError, OneLineParser
 
 __all__ = ["main"]
 
 # Each module adds its own subparser; a new subcommand is one more entry here.
-SUBCOMMANDS = [listing]
+SUBCOMMANDS = [listing, data, train, evaluate, predict]
 
 
 def build_parser() -> OneLineParser:
