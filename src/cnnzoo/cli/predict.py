@@ -1,0 +1,22 @@
+"""`cnnzoo predict CHECKPOINT IMAGE...`: the top-k classes of each image."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("predict", help="classify image files with a trained checkpoint")
+    p.add_argument("checkpoint", help="a run directory or a .pt checkpoint of cnnzoo train")
+    p.add_argument("images", nargs="+", help="PNG/JPEG files")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnzoo.train.predict import predict_images
+
+    for prediction in predict_images(args.checkpoint, args.images, top_k=args.top_k):
+        top = ", ".join(f"{name} {p:.1%}" for name, p in prediction.top)
+        print(f"{prediction.file}: {top}")
+    return 0

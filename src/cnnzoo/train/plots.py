@@ -1,0 +1,63 @@
+"""Training curves and the confusion matrix as PNGs (matplotlib, imported only when drawing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["plot_confusion", "plot_curves"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(path: Path, rows: Sequence[dict[str, float]]) -> None:
+    """Loss and accuracy per epoch, train and test."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in rows]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for split, style in (("train", "-o"), ("test", "-s")):
+        loss_ax.plot(epochs, [r[f"{split}_loss"] for r in rows], style, label=split, ms=3)
+        acc_ax.plot(epochs, [100 * r[f"{split}_accuracy"] for r in rows], style, label=split, ms=3)
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, confusion: Tensor, classes: Sequence[str]) -> None:
+    """The confusion matrix, rows normalised to recall, with counts written in the cells."""
+    plt = _pyplot()
+    counts = confusion.double()
+    recall = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+    n = len(classes)
+    size = min(12, 2 + 0.5 * n)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    image = ax.imshow(recall.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    if n <= 30:
+        ax.set_xticks(range(n), labels=list(classes), rotation=90 if n > 10 else 0)
+        ax.set_yticks(range(n), labels=list(classes))
+        for i in range(n):
+            for j in range(n):
+                value = int(confusion[i, j])
+                if value:
+                    color = "white" if recall[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,179 @@
+"""The train / eval / predict commands as a user runs them: real processes, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnzoo import create_model
+from cnnzoo.cli import main
+from cnnzoo.data import load_dataset
+
+
+def _cnnzoo(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnzoo", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "run"
+    code = main(
+        ["train", "lenet5_modern", "--epochs", "3", "--batch-size", "32", "--out", str(out), "-q"]
+    )
+    assert code == 0
+    return out
+
+
+def test_eval_reports_accuracy_per_class_and_confusion(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["eval", str(trained)]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("test accuracy ") and "(355 images)" in first
+    accuracy = float(first.split()[2].rstrip("%")) / 100
+    import json
+
+    final = json.loads((trained / "final.json").read_text())
+    assert accuracy == pytest.approx(final["test_accuracy"], abs=5e-5)
+    assert "per-class accuracy:" in out and "confusion matrix" in out
+
+
+def test_predict_top_k_on_image_files(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = load_dataset("digits", split="test")
+    files = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(test.images[i, 0].numpy()).save(path)
+        files.append(str(path))
+    capsys.readouterr()
+    assert main(["predict", str(trained / "best.pt"), *files, "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, files, strict=True):
+        name, top = line.split(": ", 1)
+        assert name == path
+        entries = [e.rsplit(" ", 1) for e in top.split(", ")]
+        assert len(entries) == 3
+        probabilities = [float(p.rstrip("%")) for _, p in entries]
+        assert probabilities == sorted(probabilities, reverse=True)
+    # The model gets most of these right after three epochs: predictions follow the labels.
+    predicted = [line.split(": ")[1].split()[0] for line in lines]
+    truth = [test.classes[int(test.labels[i])] for i in range(3)]
+    assert sum(p == t for p, t in zip(predicted, truth, strict=True)) >= 2
+
+
+def test_hostile_checkpoint_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload(), "config": {}}, path)
+    for command in (["eval", str(path)], ["predict", str(path), str(path)]):
+        result = _cnnzoo(*command)
+        assert result.returncode == 2
+        assert "not a cnnzoo checkpoint" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bare.pt"
+    torch.save(create_model("lenet_book").state_dict(), path)
+    result = _cnnzoo("eval", str(path))
+    assert result.returncode == 2 and "cnnzoo.load_weights" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "lenet5", "--epochs", "-1"], "--epochs must be positive"),
+        (["train", "lenet5", "--recipe", "nope"], "invalid choice: 'nope'"),
+        (["train", "lenet", "--epochs", "1"], "unknown model 'lenet'; did you mean lenet5"),
+        (["train", "lenet5", "--lr", "-0.1"], "learning rate must be positive"),
+        (["train", "lenet5", "--data", "no/such/folder"], "unknown dataset"),
+        (["train"], "give a MODEL"),
+        (["predict", "nowhere.pt", "x.png"], "no checkpoint at nowhere.pt"),
+    ],
+)
+def test_bad_arguments_exit_2_in_one_line(args: list[str], message: str) -> None:
+    result = _cnnzoo(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_sigint_saves_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cnnzoo", "train", "lenet5_modern", "--quiet"]
+    process = subprocess.Popen(
+        [*command, "--epochs", "200", "--batch-size", "16", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists():  # wait until training is under way
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "cnnzoo train --resume" in stderr and "Traceback" not in stderr
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    create_model("lenet5_modern").load_state_dict(checkpoint["model"])
+    assert checkpoint["step"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed"
+)
+def test_torchrun_two_process_gloo(tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    launch = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "cnnzoo", "train"]
+    result = subprocess.run(
+        [*launch, "lenet5_modern", "--epochs", "2", "--batch-size", "32", "--out", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2, "only rank 0 logs"
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 2 * (1442 // (32 * 2))  # each rank takes half of every epoch
+    model = create_model("lenet5_modern")
+    model.load_state_dict(checkpoint["model"])  # no DDP "module." prefix
+    import json
+
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    final = json.loads((out / "final.json").read_text())
+    assert final["test_accuracy"] > 0.5
+    assert np.isfinite(final["test_loss"])

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from cnnzoo.train.config import TrainConfig, make_config
+
+
+def test_precedence_defaults_recipe_flags() -> None:
+    default = make_config("resnet20")
+    assert (default.recipe, default.lr, default.batch_size) == ("fast", 0.05, 128)
+    paper = make_config("resnet20", "he2015-cifar")
+    assert (paper.lr, paper.weight_decay, paper.milestones, paper.max_steps) == (
+        0.1,
+        1e-4,
+        (32_000, 48_000),
+        64_000,
+    )
+    assert paper.augment == "resnet_cifar" and paper.data == "cifar10"
+    flagged = make_config("resnet20", "he2015-cifar", lr=0.05, epochs=None)
+    assert flagged.lr == 0.05 and flagged.epochs == paper.epochs  # None never overrides
+
+
+def test_resnet110_warms_up_at_001() -> None:
+    config = make_config("resnet110", "he2015-cifar")
+    assert config.warmup_lr == 0.01 and config.schedule == "paper"
+    assert make_config("resnet56", "he2015-cifar").warmup_lr is None
+
+
+def test_round_trip_through_dict() -> None:
+    config = make_config("lenet5", "lenet5-mnist", ema=0.99, model_kwargs={"num_classes": 10})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs must be positive"),
+        ({"lr": -1.0}, "learning rate must be positive"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adamw"),
+        ({"precision": "int8"}, "precision must be one of"),
+        ({"ema": 1.5}, "EMA decay"),
+    ],
+)
+def test_bad_values_are_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_config("lenet5", **overrides)
+
+
+def test_unknown_recipe() -> None:
+    with pytest.raises(ValueError, match="unknown recipe 'fastest'; expected one of fast"):
+        make_config("lenet5", "fastest")

@@ -1,0 +1,143 @@
+"""End-to-end training on the embedded digits: files, exact resume, interruption, NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnzoo import create_model
+from cnnzoo.train import Interrupted, NonFiniteLossError, fit, make_config
+from cnnzoo.train.checkpoint import load_checkpoint
+
+# Small and quick: the modern LeNet-5 on the 1,442 embedded training digits, 32 per batch.
+FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05}
+
+
+def test_run_directory_contents(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    final = fit(make_config("lenet5_modern", **FAST), out, quiet=True)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.csv", "last.pt", "best.pt", "final.json"} <= names
+    assert {"curves.png", "confusion.png", "confusion.csv"} <= names
+    assert not any(n.endswith(".tmp") for n in names), "atomic writes leave no temp files"
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "lenet5_modern" and config["data"] == "digits"
+    assert config["model_kwargs"] == {"num_classes": 10, "in_channels": 1}
+    assert set(config["versions"]) == {"python", "torch", "cnnzoo"}
+
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert list(rows[0]) == [
+        "epoch",
+        "step",
+        "lr",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "images_per_second",
+        "seconds",
+    ]
+    assert int(rows[1]["step"]) == 2 * (1442 // 32)
+
+    saved = json.loads((out / "final.json").read_text())
+    assert saved["test_accuracy"] == final["test_accuracy"]
+    assert saved["per_class_accuracy"].keys() == {str(d) for d in range(10)}
+    for key in ("test_accuracy", "test_loss", "epochs", "wall_seconds", "images_per_second"):
+        assert key in saved
+    assert saved["epochs"] == 2 and saved["best_epoch"] in (1, 2)
+    assert 0.5 < saved["test_accuracy"] <= 1.0  # two epochs already learn the digits
+    assert float(rows[-1]["test_accuracy"]) == pytest.approx(saved["test_accuracy"])
+
+    confusion = list(csv.reader((out / "confusion.csv").open()))
+    assert len(confusion) == 11 and sum(int(v) for row in confusion[1:] for v in row[1:]) == 355
+
+
+def test_checkpoints_are_plain_and_load_into_a_bare_model(tmp_path: Path) -> None:
+    fit(make_config("lenet5_modern", **FAST), tmp_path, quiet=True)
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert checkpoint["config"]["model"] == "lenet5_modern"
+    assert not any(k.startswith("module.") for k in checkpoint["model"])
+    model = create_model("lenet5_modern")
+    model.load_state_dict(checkpoint["model"])
+    assert load_checkpoint(tmp_path)["step"] == checkpoint["step"]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path / "last.pt", weights_only=True)["model"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("stop_at", [7, 45])  # mid-epoch 1, and the last step of epoch 1
+def test_resume_after_interruption_is_bit_identical(tmp_path: Path, stop_at: int) -> None:
+    # Dropout (global RNG), EMA, weight decay and augmentation all have to be restored exactly.
+    config = make_config(
+        "lenet5_modern",
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        ema=0.9,
+        augment="resnet_cifar",
+        model_kwargs={},
+    )
+    whole = fit(config, tmp_path / "whole", quiet=True)
+    with pytest.raises(Interrupted) as stopped:
+        fit(config, tmp_path / "split", quiet=True, stop_after_steps=stop_at)
+    assert stopped.value.checkpoint == tmp_path / "split" / "last.pt"
+    assert load_checkpoint(tmp_path / "split")["step"] == stop_at
+    resumed = fit(config, resume=tmp_path / "split", quiet=True)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    rows_whole = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").open()))
+    rows_split = list(csv.DictReader((tmp_path / "split" / "metrics.csv").open()))
+    for row_a, row_b in zip(rows_whole, rows_split, strict=True):
+        assert row_a["train_loss"] == row_b["train_loss"]
+        assert row_a["test_accuracy"] == row_b["test_accuracy"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    good = make_config("lenet_book", epochs=1, batch_size=32, lr=0.01)
+    fit(good, tmp_path, quiet=True)
+    before = _weights(tmp_path)
+    exploding = make_config("lenet_book", epochs=2, batch_size=32, lr=1e12, momentum=0.0)
+    with pytest.raises(NonFiniteLossError, match=r"the loss became (nan|inf).*--lr"):
+        fit(exploding, tmp_path, quiet=True)
+    after = _weights(tmp_path)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def test_max_steps_stops_mid_epoch(tmp_path: Path) -> None:
+    final = fit(
+        make_config("lenet_book", epochs=5, batch_size=32, max_steps=10), tmp_path, quiet=True
+    )
+    assert final["steps"] == 10 and final["epochs"] == 1
+    assert not math.isnan(final["test_loss"])
+
+
+def test_googlenet_aux_losses_are_weighted() -> None:
+    from cnnzoo.train.trainer import _loss
+
+    class FakeRun:
+        class config:
+            label_smoothing = 0.0
+            aux_weight = 0.3
+
+        model = create_model("googlenet", num_classes=4, init_weights=False)
+
+    model = FakeRun.model.train()
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 3])
+    output = model(x)
+    loss, logits = _loss(FakeRun, output, y)  # type: ignore[arg-type]
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(output.logits, y) + 0.3 * (ce(output.aux_logits1, y) + ce(output.aux_logits2, y))
+    torch.testing.assert_close(loss, expected)
+    assert logits is output.logits
