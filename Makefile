@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cnnzoo list
-	$(BIN)/cnnzoo list 'lenet*'
+	$(BIN)/cnnzoo train lenet5 --out runs/demo-lenet5
 
 test: $(STAMP) lint typecheck unit
 

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RECIPES", "TrainConfig", "make_config"]
+__all__ = ["DEFAULT_RECIPES", "RECIPES", "TrainConfig", "make_config"]
 
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -85,14 +85,17 @@ class TrainConfig:
 RECIPES: dict[str, dict[str, Any]] = {
     # A quick, robust default: SGD + Nesterov with a one-cycle schedule.
     "fast": {},
-    # LeNet-5 on MNIST-like digits: a short one-cycle run; shift/scale augmentation is not needed
-    # to pass 97% on the embedded digits.
+    # The paper's LeNet-5 on small digit sets. Chosen by measurement on the embedded digits
+    # (3 seeds each): AdamW + one-cycle beat SGD there, an EMA of the weights adds about half a
+    # point, and shift augmentation hurts (the UCI digits are centred and size-normalised).
     "lenet5-mnist": {
-        "epochs": 12,
-        "batch_size": 64,
-        "lr": 0.05,
+        "epochs": 30,
+        "batch_size": 32,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight_decay": 1e-4,
         "schedule": "onecycle",
-        "weight_decay": 5e-4,
+        "ema": 0.998,
     },
     # He et al. 2015 sec. 4.2: SGD 0.1, momentum 0.9, wd 1e-4, batch 128, lr /10 at 32k and 48k
     # iterations, stop at 64k; 4-pixel pad + 32 crop + flip.
@@ -112,9 +115,14 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# The recipe a model trains with when none is named.
+DEFAULT_RECIPES = {"lenet5": "lenet5-mnist"}
+
+
 def make_config(model: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
-    """The config for ``model``: defaults, then the recipe, then the overrides that are not None."""
-    recipe = recipe or "fast"
+    """The config for ``model``: defaults, then the recipe (``DEFAULT_RECIPES[model]`` or
+    ``fast`` when none is named), then the overrides that are not None."""
+    recipe = recipe or DEFAULT_RECIPES.get(model, "fast")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     values: dict[str, Any] = {"model": model, "recipe": recipe, **RECIPES[recipe]}
