@@ -8,6 +8,14 @@
 
 __version__ = "0.1.0"
 
+from cnnzoo.inspect import (
+    GeometryError,
+    LayerTable,
+    check_geometry,
+    conv_output_size,
+    pool_output_size,
+    summary,
+)
 from cnnzoo.models.base import ClassifierModel, FeatureInfo
 from cnnzoo.registry import ModelInfo, Paper, create_model, list_models, model_info, register_model
 from cnnzoo.weights import WeightsMismatchError, load_weights
@@ -15,13 +23,19 @@ from cnnzoo.weights import WeightsMismatchError, load_weights
 __all__ = [
     "ClassifierModel",
     "FeatureInfo",
+    "GeometryError",
+    "LayerTable",
     "ModelInfo",
     "Paper",
     "WeightsMismatchError",
     "__version__",
+    "check_geometry",
+    "conv_output_size",
     "create_model",
     "list_models",
     "load_weights",
     "model_info",
+    "pool_output_size",
     "register_model",
+    "summary",
 ]

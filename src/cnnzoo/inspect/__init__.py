@@ -1,0 +1,41 @@
+"""Exact layer tables and conv arithmetic: ``summary``, ``check_geometry``, ``conv_output_size``.
+
+Facts are collected on the meta device (``collect``), rendered by pure functions (``render``);
+the conv arithmetic stands alone (``arithmetic``).
+"""
+
+from cnnzoo.inspect.arithmetic import (
+    ConvArithmetic,
+    GeometryError,
+    GeometryIssue,
+    check_geometry,
+    conv_output_size,
+    explain_conv_arithmetic,
+    pool_output_size,
+)
+from cnnzoo.inspect.collect import (
+    MACS_CONVENTION,
+    LayerRow,
+    LayerTable,
+    NotRun,
+    UncountedOp,
+    register_mac_rule,
+    summary,
+)
+
+__all__ = [
+    "MACS_CONVENTION",
+    "ConvArithmetic",
+    "GeometryError",
+    "GeometryIssue",
+    "LayerRow",
+    "LayerTable",
+    "NotRun",
+    "UncountedOp",
+    "check_geometry",
+    "conv_output_size",
+    "explain_conv_arithmetic",
+    "pool_output_size",
+    "register_mac_rule",
+    "summary",
+]

@@ -1,0 +1,133 @@
+"""Every registered model's table: totals against its published numbers and against torchinfo.
+
+Parametrised over ``list_models()``, so a new model is checked the moment it is registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torchinfo
+
+from cnnzoo import list_models, model_info, summary
+from cnnzoo.inspect import LayerTable
+from cnnzoo.inspect.collect import build_meta
+
+ALL = list_models()
+TORCHVISION = [n for n in ALL if model_info(n).torchvision]
+# resnet1202 runs 600 blocks: seconds to trace, and the same blocks as resnet20.
+SLOW = {"resnet1202"}
+
+# torchvision 0.28's documented GFLOPS (its weights metadata `_ops`), three decimals, as listed
+# in tests/data/published_numbers.md. Independent of the registry, so a wrong metadata entry is
+# caught too.
+TORCHVISION_GMACS = {
+    "alexnet": 0.714,
+    "vgg11": 7.609,
+    "vgg11_bn": 7.609,
+    "vgg13": 11.308,
+    "vgg13_bn": 11.308,
+    "vgg16": 15.470,
+    "vgg16_bn": 15.470,
+    "vgg19": 19.632,
+    "vgg19_bn": 19.632,
+    "googlenet": 1.498,
+    "inception_v3": 5.713,
+    "resnet18": 1.814,
+    "resnet34": 3.664,
+    "resnet50": 4.089,
+    "resnet101": 7.801,
+    "resnet152": 11.514,
+    "resnext50_32x4d": 4.230,
+    "resnext101_32x8d": 16.414,  # torchvision docs
+    "wide_resnet50_2": 11.398,  # torchvision docs give 11.4
+    "wide_resnet101_2": 22.753,  # torchvision docs
+}
+
+
+def _params(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
+_TABLES: dict[str, LayerTable] = {}
+
+
+def _table(name: str) -> LayerTable:
+    """One trace per model for this module's tests (each test still checks something else)."""
+    if name not in _TABLES:
+        _TABLES[name] = summary(name)
+    return _TABLES[name]
+
+
+@pytest.mark.parametrize("name", _params(ALL))
+def test_totals_equal_the_registered_numbers(name: str) -> None:
+    info = model_info(name)
+    table = _table(name)
+    assert table.total_params == info.params
+    assert table.trainable_params == info.params  # every registered model trains everything
+    assert info.macs is not None
+    if info.macs % 1_000_000 == 0:  # a published figure rounded to the third decimal of G
+        assert round(table.total_macs / 1e6) == info.macs // 1_000_000, info.source
+    else:
+        assert table.total_macs == info.macs, info.source
+    assert not table.macs_partial, table.uncounted
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_gflops_to_three_decimals(name: str) -> None:
+    assert round(_table(name).total_macs / 1e9, 3) == TORCHVISION_GMACS[name]
+
+
+def test_every_torchvision_model_has_a_published_figure_here() -> None:
+    assert set(TORCHVISION) <= set(TORCHVISION_GMACS)
+
+
+@pytest.mark.parametrize("name", _params(ALL))
+def test_rows_reconcile_with_the_totals(name: str) -> None:
+    """Depth-1 rows plus modules that did not run account for every parameter; the model row
+    carries all MACs; leaf rows' MACs sum to the total too."""
+    table = _table(name)
+    first_calls = [r for r in table.rows if r.depth == 1 and r.call_index == 0]
+    module_params = sum(r.params for r in first_calls if r.kind == "module")
+    assert module_params + sum(n.params for n in table.not_run) == table.total_params
+    assert table.rows[0].macs == table.total_macs
+    assert sum(r.macs for r in table.rows if r.is_leaf) == table.total_macs
+
+
+@pytest.mark.parametrize("name", _params(ALL))
+def test_default_text_table_fits_120_columns(name: str) -> None:
+    lines = _table(name).to_text().splitlines()
+    widest = max(lines, key=len)
+    assert len(widest) <= 120, widest
+
+
+def _torchinfo_leaves(name: str) -> tuple[Any, list[tuple[str, list[int]]]]:
+    model = build_meta(name).eval()
+    c, h, w = model_info(name).input_size
+    stats = torchinfo.summary(
+        model, input_size=(1, c, h, w), device="meta", depth=100, verbose=0, mode="eval"
+    )
+    leaves = [
+        (layer.class_name, list(layer.output_size))
+        for layer in stats.summary_list
+        if layer.is_leaf_layer and layer.executed
+    ]
+    return stats, leaves
+
+
+def _nchw(shape: list[int] | None) -> list[int]:
+    """Our [H, W, C] back to torchinfo's [N, C, H, W] (batch 1)."""
+    assert shape is not None
+    return [1, shape[2], shape[0], shape[1]] if len(shape) == 3 else [1, *shape]
+
+
+@pytest.mark.parametrize("name", _params(ALL))
+def test_agrees_with_torchinfo(name: str) -> None:
+    """Same totals, and the same leaf modules in the same order with the same output shapes."""
+    stats, theirs = _torchinfo_leaves(name)
+    table = _table(name)
+    assert stats.total_params == table.total_params
+    assert stats.trainable_params == table.trainable_params
+    ours = [(r.type, _nchw(r.output_hwc)) for r in table.rows if r.kind == "module" and r.is_leaf]
+    assert ours == theirs
