@@ -8,6 +8,7 @@
 
 __version__ = "0.1.0"
 
+from cnnzoo.draw import draw
 from cnnzoo.inspect import (
     GeometryError,
     LayerTable,
@@ -32,6 +33,7 @@ __all__ = [
     "check_geometry",
     "conv_output_size",
     "create_model",
+    "draw",
     "list_models",
     "load_weights",
     "model_info",

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MACS_CONVENTION",
+    "DataFlow",
+    "Join",
     "LayerRow",
     "LayerTable",
     "NotRun",
@@ -145,6 +147,86 @@ class NotRun:
     params: int
 
 
+# ---- data-flow graph (issue 8: diagrams are drawn from these facts) --------------------------
+
+# A node of the data-flow graph: ("row", index into all_rows), ("join", index into joins) or
+# ("input", 0), the model's input.
+FlowNode = tuple[str, int]
+INPUT_NODE: FlowNode = ("input", 0)
+
+
+@dataclass(frozen=True)
+class Join:
+    """A shape-keeping op on several tensors (a residual ``out + identity``, a gate ``x * s``).
+
+    Not a row of the table (it changes no shape and does no counted arithmetic) but a node of
+    the data flow: the place where branches meet. ``owner`` is the row index of the module
+    whose forward ran it.
+    """
+
+    name: str  # "layer1.0.add"
+    type: str  # "Tensor.add", "Tensor.__iadd__", "torch.mul"
+    owner: int
+    output_hwc: Shape | None
+
+
+@dataclass(frozen=True)
+class DataFlow:
+    """Which node's output feeds which node, at the finest level of the trace.
+
+    Nodes are the leaf rows (module calls without children and functional rows), the joins and
+    the input. ``parents[i]`` is the row index of row i's parent (-1 for the model). Coarser
+    graphs (one node per block) are contractions of this one: see :meth:`at_depth`.
+    """
+
+    joins: tuple[Join, ...]
+    edges: tuple[tuple[FlowNode, FlowNode], ...]  # (source, target), in trace order
+    parents: tuple[int, ...]
+
+    def ancestor(self, index: int, depth: int, depths: Sequence[int]) -> int:
+        """Row index of row ``index``'s ancestor at ``depth`` (itself if not deeper)."""
+        while depths[index] > depth:
+            index = self.parents[index]
+        return index
+
+    def at_depth(
+        self, rows: Sequence[LayerRow], depth: int
+    ) -> tuple[list[FlowNode], list[tuple[FlowNode, FlowNode]]]:
+        """Nodes and edges with every row deeper than ``depth`` merged into its ancestor there.
+
+        Visible rows: those at ``depth`` and the leaves above it (the model itself only at
+        depth 0). Joins stay visible when their owner is above ``depth``.
+        """
+        depths = [row.depth for row in rows]
+        floor = max(depth, 1) if len(rows) > 1 else 0
+
+        def visible(node: FlowNode) -> FlowNode:
+            kind, index = node
+            if kind == "row":
+                return ("row", self.ancestor(index, floor, depths))
+            if kind == "join":
+                owner = self.joins[index].owner
+                if depths[owner] + 1 > floor:
+                    return ("row", self.ancestor(owner, floor, depths))
+            return node
+
+        nodes: list[FlowNode] = [INPUT_NODE]
+        nodes += [
+            ("row", i)
+            for i, row in enumerate(rows)
+            if row.depth == floor or (row.is_leaf and row.depth < floor)
+        ]
+        nodes += [
+            ("join", k) for k, join in enumerate(self.joins) if depths[join.owner] + 1 <= floor
+        ]
+        edges: list[tuple[FlowNode, FlowNode]] = []
+        for source, target in self.edges:
+            edge = (visible(source), visible(target))
+            if edge[0] != edge[1] and edge not in edges:
+                edges.append(edge)
+        return nodes, edges
+
+
 @dataclass(frozen=True)
 class LayerTable:
     """The result of :func:`summary`: rows, totals and renderers.
@@ -169,6 +251,7 @@ class LayerTable:
     activation_bytes: int  # outputs of every leaf row: what a forward pass holds for backward
     dtype: str
     convention: str = MACS_CONVENTION
+    flow: DataFlow | None = None  # the data-flow graph (issue 8)
 
     @property
     def rows(self) -> tuple[LayerRow, ...]:
@@ -233,10 +316,10 @@ class LayerTable:
 
         return render.to_latex(self, columns=columns)
 
-    def to_html(self, columns: ColumnsArg = None) -> str:
+    def to_html(self, columns: ColumnsArg = None, *, diagram_depth: int | None = None) -> str:
         from cnnzoo.inspect import render
 
-        return render.to_html(self, columns=columns)
+        return render.to_html(self, columns=columns, diagram_depth=diagram_depth)
 
     def __str__(self) -> str:
         return self.to_text()
@@ -392,6 +475,7 @@ class _Call:
     windows: int = 0
     children: list[_Call] = field(default_factory=list)
     uncounted: Counter[str] = field(default_factory=Counter)
+    inputs: list[Tensor] = field(default_factory=list)  # data tensors in, for the data flow
 
     def total_macs(self) -> int:
         if self.rule_macs is not None:
@@ -458,6 +542,28 @@ class _Tracer:
         self.order = itertools.count()
         self.module_calls: Counter[int] = Counter()
         self.function_calls: Counter[tuple[int, str]] = Counter()
+        # Data flow (issue 8): the finest nodes whose outputs a tensor is made of.
+        self.producers: dict[int, tuple[Tensor, frozenset[Any]]] = {}
+        self.joins: list[tuple[int, str, str, _Call, Tensor]] = []  # order, name, type, owner
+        self.edges: list[tuple[Any, Any]] = []  # (source, target): _Call, join order or None
+
+    # -- data flow: keyed by id like geo
+    def producers_of(self, tensors: Sequence[Tensor]) -> frozenset[Any]:
+        found: set[Any] = set()
+        for tensor in tensors:
+            entry = self.producers.get(id(tensor))
+            if entry is not None and entry[0] is tensor:
+                found |= entry[1]
+            elif self.geo_of(tensor) is not None:
+                found.add(None)  # the model's input
+        return frozenset(found)
+
+    def produce(self, node: Any, inputs: Sequence[Tensor], outputs: Sequence[Tensor]) -> None:
+        for source in self.producers_of(inputs):
+            if (source, node) not in self.edges:
+                self.edges.append((source, node))
+        for tensor in outputs:
+            self.producers[id(tensor)] = (tensor, frozenset([node]))
 
     # -- geometry store: keyed by id, holding the tensor so the id cannot be reused meanwhile
     def geo_of(self, tensor: Tensor | None) -> Geo | None:
@@ -484,6 +590,7 @@ class _Tracer:
             module=module,
         )
         inputs = _tensors((args, kwargs))
+        call.inputs = [t for t in inputs if self.geo_of(t) is not None]
         if inputs:
             call.input = inputs[0]
         if parent is not None:
@@ -495,6 +602,8 @@ class _Tracer:
         call = self.stack.pop()
         assert call.module is module, "module calls must nest"
         outputs = _tensors(output)
+        if not call.children and call.depth > 0:
+            self.produce(call, call.inputs, outputs)
         if outputs:
             call.output = outputs[0]
             call.output_geo = self.geo_of(outputs[0])
@@ -546,8 +655,13 @@ class _Tracer:
             self.function_calls[key] += 1
             owner.children.append(call)
             self.calls.append(call)
+            self.produce(call, data, outputs)
         else:  # a shape-keeping op (residual add, activation): its owner's arithmetic
             owner.own_macs += call.own_macs
+            if len({id(t) for t in data}) > 1:  # branches meet here: a join of the data flow
+                order = next(self.order)
+                self.joins.append((order, f"{call.name}", qualified, owner, outputs[0]))
+                self.produce(order, data, outputs)
         return result
 
     # -- every aten op
@@ -566,6 +680,9 @@ class _Tracer:
         inputs = [(t, g) for t in _tensors((args, kwargs)) if (g := self.geo_of(t)) is not None]
         outputs = _tensors(out)
         if inputs and outputs:
+            sources = self.producers_of([t for t, _ in inputs])
+            for tensor in outputs:
+                self.producers[id(tensor)] = (tensor, sources)
             geo = propagate(func, args, kwargs, inputs, outputs)
             for tensor in outputs:
                 self.set_geo(tensor, geo)
@@ -806,6 +923,7 @@ def summary(
     tracer = _Tracer(meta_model)
     _run(tracer, shape, dtype)
     rows = _rows(tracer)
+    flow = _flow(tracer)
     root = next(c for c in tracer.calls if c.depth == 0)
     not_run = _not_run(meta_model, tracer)
     uncounted = Counter[tuple[str, str]]()
@@ -829,7 +947,35 @@ def summary(
         input_bytes=math.prod(shape) * torch.empty((), dtype=dtype).element_size(),
         activation_bytes=sum(r.output_bytes for r in rows if r.is_leaf),
         dtype=str(dtype).removeprefix("torch."),
+        flow=flow,
     )
+
+
+def _flow(tracer: _Tracer) -> DataFlow:
+    """The data-flow graph of the trace, its nodes numbered like the rows and joins."""
+    calls = sorted(tracer.calls, key=lambda c: c.order)
+    row_of = {id(call): i for i, call in enumerate(calls)}
+    parents = [-1] * len(calls)
+    for call in calls:
+        for child in call.children:
+            parents[row_of[id(child)]] = row_of[id(call)]
+    join_of = {order: k for k, (order, *_rest) in enumerate(tracer.joins)}
+    names: Counter[str] = Counter()
+    joins = []
+    for _, name, kind, owner, output in tracer.joins:
+        suffix = f"#{names[name]}" if names[name] else ""
+        names[name] += 1
+        joins.append(Join(name + suffix, kind, row_of[id(owner)], _hwc(output)))
+
+    def node(source: Any) -> FlowNode:
+        if source is None:
+            return INPUT_NODE
+        if isinstance(source, int):
+            return ("join", join_of[source])
+        return ("row", row_of[id(source)])
+
+    edges = tuple((node(s), node(t)) for s, t in tracer.edges)
+    return DataFlow(joins=tuple(joins), edges=edges, parents=tuple(parents))
 
 
 def _not_run(model: nn.Module, tracer: _Tracer) -> list[NotRun]:

@@ -413,8 +413,66 @@ ul { line-height: 1.5; }
 """.strip()
 
 
-def to_html(table: LayerTable, columns: ColumnsArg = None) -> str:
-    """A self-contained HTML page: title, table, totals; no external resources."""
+# ---- issue 8 (pictures): the HTML model page: metadata, diagram, collapsible blocks --------
+
+_PAGE_STYLE = """
+section { margin: 1.5em 0; }
+dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dl.meta dt { font-weight: 600; }
+dl.meta dd { margin: 0; }
+.diagram { overflow: auto; max-height: 80vh; border: 1px solid #ddd; padding: 0.5em; }
+button.toggle { border: none; background: none; cursor: pointer; font: inherit;
+  padding: 0 0.3em 0 0; width: 1.3em; }
+tr.hidden { display: none; }
+""".strip()
+
+# Collapsing a block hides every row below it; expanding shows them again unless another
+# collapsed block above them still hides them. No network, no libraries.
+_PAGE_SCRIPT = """
+document.querySelectorAll("button.toggle").forEach(function (button) {
+  button.addEventListener("click", function () {
+    var row = button.closest("tr");
+    var collapsed = row.classList.toggle("collapsed");
+    button.textContent = collapsed ? "\u25b8" : "\u25be";
+    button.setAttribute("aria-expanded", String(!collapsed));
+    document.querySelectorAll("tr[data-path]").forEach(function (other) {
+      var path = other.getAttribute("data-path").split(" ");
+      var hidden = path.some(function (id) {
+        var above = document.getElementById(id);
+        return above !== null && above.classList.contains("collapsed");
+      });
+      other.classList.toggle("hidden", hidden);
+    });
+  });
+});
+""".strip()
+
+
+def _metadata(table: LayerTable) -> list[tuple[str, str]]:
+    from cnnzoo.registry import model_info
+
+    facts = []
+    try:
+        info = model_info(table.model)
+    except (KeyError, ValueError):
+        info = None
+    if info is not None:
+        facts.append(("Paper", f"{info.paper.authors} ({info.paper.year}), {info.paper.title}"))
+        facts.append(("Link", info.paper.link))
+        facts.append(("Year", str(info.paper.year)))
+        facts.append(("Summary", info.summary))
+    facts.append(("Input", _shape_text(table)))
+    facts.append(("Parameters", f"{table.total_params:,}"))
+    partial = " (lower bound)" if table.macs_partial else ""
+    facts.append(("MACs", f"{table.total_macs:,}{partial}"))
+    return facts
+
+
+def to_html(
+    table: LayerTable, columns: ColumnsArg = None, *, diagram_depth: int | None = None
+) -> str:
+    """A self-contained HTML page: metadata, the diagram, the table with collapsible blocks,
+    totals; no external resources. ``diagram_depth`` is the diagram's level (None: layers)."""
     chosen = resolve_columns(columns)
     title = html.escape(_title(table))
     head = "".join(
@@ -423,26 +481,62 @@ def to_html(table: LayerTable, columns: ColumnsArg = None) -> str:
         else f"<th>{html.escape(c.header)}</th>"
         for c in chosen
     )
+    index_of = {id(row): i for i, row in enumerate(table.all_rows)}
+    parents = table.flow.parents if table.flow is not None else None
     body = []
     for row in table.rows:
         classes = ["container" if not row.is_leaf else "leaf", row.kind]
+        index = index_of[id(row)]
+        path = []
+        if parents is not None:
+            above = parents[index]
+            while above > 0:
+                path.append(f"row{above}")
+                above = parents[above]
         cells = []
         for column in chosen:
             text = html.escape(_cell(table, row, column))
             if column.key == "layer":
                 indent = max(row.depth - 1, 0)
+                if not row.is_leaf and row.depth > 0:
+                    text = (
+                        '<button class="toggle" type="button" aria-expanded="true" '
+                        f'title="collapse or expand this block">\u25be</button>{text}'
+                    )
                 cells.append(
                     f'<td class="layer" style="padding-left: {indent + 0.8}em">{text}</td>'
                 )
             else:
                 cells.append(f'<td class="num">{text}</td>' if column.right else f"<td>{text}</td>")
-        body.append(f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>")
+        data_path = f' data-path="{" ".join(path)}"' if path else ""
+        body.append(
+            f'<tr id="row{index}" class="{" ".join(classes)}"{data_path}>'
+            + "".join(cells)
+            + "</tr>"
+        )
     footer = "\n".join(f"<li>{html.escape(line)}</li>" for line in _footer_lines(table))
+    meta = "\n".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _metadata(table)
+    )
+    diagram = ""
+    if table.flow is not None:
+        from cnnzoo.draw import diagram_svg
+
+        diagram = (
+            '<section id="diagram"><h2>Diagram</h2>\n<div class="diagram">\n'
+            + diagram_svg(table, diagram_depth)
+            + "</div></section>\n"
+        )
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>\n{_HTML_STYLE}\n</style>\n</head>\n<body>\n"
-        f"<h1>{title}</h1>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        f"<title>{title}</title>\n<style>\n{_HTML_STYLE}\n{_PAGE_STYLE}\n</style>\n</head>\n"
+        f"<body>\n<h1>{title}</h1>\n"
+        f'<section id="metadata"><dl class="meta">\n{meta}\n</dl></section>\n'
+        + diagram
+        + '<section id="layers"><h2>Layers</h2>\n'
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
         + "\n".join(body)
-        + f"\n</tbody>\n</table>\n<ul>\n{footer}\n</ul>\n</body>\n</html>\n"
+        + f"\n</tbody>\n</table>\n<ul>\n{footer}\n</ul>\n</section>\n"
+        f"<script>\n{_PAGE_SCRIPT}\n</script>\n</body>\n</html>\n"
     )

@@ -590,6 +590,7 @@ def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
         ),
     }
     if run.dist.is_main:
+        from cnnzoo.report import write_report
         from cnnzoo.train.plots import plot_confusion, plot_curves
 
         out = run.out_dir
@@ -597,6 +598,7 @@ def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
         write_confusion_csv(out / "confusion.csv", confusion, run.test_data.classes)
         plot_confusion(out / "confusion.png", confusion, run.test_data.classes)
         plot_curves(out / "curves.png", run.history)
+        write_report(out, final, run.config.to_dict(), run.history)  # issue 8: report.html
         run.log(
             f"done: test accuracy {accuracy:.2%} (best {run.best_accuracy:.2%} at epoch "
             f"{run.best_epoch}), {wall_seconds:.1f}s; files in {out}"

@@ -1,0 +1,86 @@
+"""Architecture diagrams drawn from the traced data flow of a model (issue 8).
+
+>>> svg = draw("lenet5")                        # an SVG string
+>>> png = draw("resnet50", format="png")        # PNG bytes
+>>> page = draw("googlenet", format="html")     # a self-contained model page
+
+The boxes, arrows and frames come from :func:`cnnzoo.summary`'s facts (rows and their data
+flow), so every registered model, and any ``nn.Module``, gets a diagram without drawing code
+of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnzoo.draw.graph import DiagramGraph, Group, Node, build_graph
+from cnnzoo.draw.layout import Layout, layout
+from cnnzoo.draw.png import to_png
+from cnnzoo.draw.svg import to_svg
+from cnnzoo.inspect.collect import LayerTable, summary
+
+__all__ = [
+    "FORMATS",
+    "DiagramGraph",
+    "Group",
+    "Layout",
+    "Node",
+    "build_graph",
+    "diagram_svg",
+    "draw",
+    "layout",
+    "to_png",
+    "to_svg",
+]
+
+FORMATS = ("svg", "png", "html")
+
+
+def diagram_svg(table: LayerTable, depth: int | None = None) -> str:
+    """The SVG diagram of an already collected layer table."""
+    graph = build_graph(table, depth)
+    return to_svg(graph, layout(graph))
+
+
+def draw(
+    model_or_name: str | nn.Module | LayerTable,
+    input_size: Sequence[int] | None = None,
+    *,
+    depth: int | None = None,
+    format: str = "svg",
+    output: str | Path | None = None,
+    **model_kwargs: Any,
+) -> str | bytes:
+    """The architecture diagram of a model: SVG text, PNG bytes or an HTML page.
+
+    ``model_or_name`` is a registered name, an ``nn.Module`` or a collected ``LayerTable``;
+    ``input_size`` (C, H, W) defaults to the registered model's. ``depth`` picks the level:
+    None draws every layer, 1 the model's children, 2 their children (ResNet blocks, Inception
+    branches). With ``output`` the result is also written to that file.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown diagram format {format!r}; choose from {', '.join(FORMATS)}")
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    if isinstance(model_or_name, LayerTable):
+        table = model_or_name
+    else:
+        table = summary(model_or_name, input_size, **model_kwargs)
+    result: str | bytes
+    if format == "html":
+        result = table.to_html(diagram_depth=depth)
+    else:
+        graph = build_graph(table, depth)
+        placed = layout(graph)
+        result = to_svg(graph, placed) if format == "svg" else to_png(graph, placed)
+    if output is not None:
+        path = Path(output)
+        if isinstance(result, bytes):
+            path.write_bytes(result)
+        else:
+            path.write_text(result, encoding="utf-8")
+    return result
