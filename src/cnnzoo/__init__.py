@@ -9,6 +9,9 @@
 __version__ = "0.1.0"
 
 from cnnzoo.draw import draw
+from cnnzoo.export import ExportError, export_model
+from cnnzoo.features import FeatureExtractor
+from cnnzoo.inference import optimize_for_inference
 from cnnzoo.inspect import (
     GeometryError,
     LayerTable,
@@ -19,10 +22,20 @@ from cnnzoo.inspect import (
 )
 from cnnzoo.models.base import ClassifierModel, FeatureInfo
 from cnnzoo.registry import ModelInfo, Paper, create_model, list_models, model_info, register_model
+from cnnzoo.surgery import (
+    adapt_input_channels,
+    extract_layers,
+    freeze,
+    fuse_bn,
+    init_weights,
+    truncate,
+)
 from cnnzoo.weights import WeightsMismatchError, load_weights
 
 __all__ = [
     "ClassifierModel",
+    "ExportError",
+    "FeatureExtractor",
     "FeatureInfo",
     "GeometryError",
     "LayerTable",
@@ -30,14 +43,22 @@ __all__ = [
     "Paper",
     "WeightsMismatchError",
     "__version__",
+    "adapt_input_channels",
     "check_geometry",
     "conv_output_size",
     "create_model",
     "draw",
+    "export_model",
+    "extract_layers",
+    "freeze",
+    "fuse_bn",
+    "init_weights",
     "list_models",
     "load_weights",
     "model_info",
+    "optimize_for_inference",
     "pool_output_size",
     "register_model",
     "summary",
+    "truncate",
 ]

@@ -10,13 +10,37 @@ import sys
 from collections.abc import Sequence
 
 from cnnzoo import __version__
-from cnnzoo.cli import conv, data, draw, evaluate, listing, predict, show, train, visualize
+from cnnzoo.cli import (
+    bench,
+    conv,
+    data,
+    draw,
+    evaluate,
+    export,
+    listing,
+    predict,
+    show,
+    train,
+    visualize,
+)
 from cnnzoo.cli._common import CLIError, OneLineParser
 
 __all__ = ["main"]
 
 # Each module adds its own subparser; a new subcommand is one more entry here.
-SUBCOMMANDS = [listing, data, train, evaluate, predict, show, conv, draw, visualize]
+SUBCOMMANDS = [
+    listing,
+    data,
+    train,
+    evaluate,
+    predict,
+    show,
+    conv,
+    bench,
+    export,
+    draw,
+    visualize,
+]
 
 
 def build_parser() -> OneLineParser:
