@@ -23,7 +23,15 @@ from cnnzoo.models import papers
 from cnnzoo.models.base import ClassifierModel, FeatureInfo
 from cnnzoo.registry import register_model
 
-__all__ = ["RESNETS", "BasicBlock", "Bottleneck", "ResNet", "zero_init_residual_branches"]
+__all__ = [
+    "RESNETS",
+    "BasicBlock",
+    "Bottleneck",
+    "PooledLinearHead",
+    "ResNet",
+    "init_resnet_weights",
+    "zero_init_residual_branches",
+]
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -154,7 +162,44 @@ RESNETS: dict[str, tuple[Block, tuple[int, int, int, int]]] = {
 STAGE_PLANES = (64, 128, 256, 512)  # Table 1: output channels of each stage (x4 in bottlenecks)
 
 
-class ResNet(ClassifierModel):
+class PooledLinearHead(ClassifierModel):
+    """The ResNet head, shared by the ImageNet and CIFAR ResNets: global average pool, then one
+    linear layer ``fc`` on ``num_features`` channels."""
+
+    avgpool: nn.Module
+    fc: nn.Linear
+    num_features: int
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        if pre_logits:
+            return x
+        logits: Tensor = self.fc(x)
+        return logits
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+
+def init_resnet_weights(model: nn.Module, zero_init_residual: bool) -> None:
+    """He normal (fan_out) on convs, norms to identity, the fc left at nn.Linear's default
+    (torchvision's init; He et al. 2015 sec. 3.4 for the CIFAR nets); optionally zero the last
+    norm of every residual branch."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)
+    if zero_init_residual:
+        zero_init_residual_branches(model)
+
+
+class ResNet(PooledLinearHead):
     """torchvision's ResNet: 7x7/2 conv stem, 3x3/2 max-pool, four stages, global pool, fc.
 
     ``replace_stride_with_dilation`` (three bools, for layer2..layer4) keeps a stage at its input
@@ -236,16 +281,7 @@ class ResNet(ClassifierModel):
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        # torchvision's init: He normal (fan_out) on convs, BN to identity; fc keeps
-        # nn.Linear's default.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
-                nn.init.constant_(module.weight, 1)
-                nn.init.constant_(module.bias, 0)
-        if zero_init_residual:
-            zero_init_residual_branches(self)
+        init_resnet_weights(self, zero_init_residual)  # torchvision's init
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -254,20 +290,6 @@ class ResNet(ClassifierModel):
         x = self.layer3(x)
         features: Tensor = self.layer4(x)
         return features
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        if pre_logits:
-            return x
-        logits: Tensor = self.fc(x)
-        return logits
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 def zero_init_residual_branches(model: nn.Module) -> None:

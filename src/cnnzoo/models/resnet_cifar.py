@@ -15,13 +15,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.models.resnet import BasicBlock, conv1x1, conv3x3, zero_init_residual_branches
+from cnnzoo.models.base import FeatureInfo
+from cnnzoo.models.resnet import (
+    BasicBlock,
+    PooledLinearHead,
+    conv1x1,
+    conv3x3,
+    init_resnet_weights,
+)
 from cnnzoo.registry import register_model
 
 __all__ = ["CIFAR_DEPTHS", "CifarResNet", "ZeroPadShortcut"]
@@ -65,7 +70,7 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-class CifarResNet(ClassifierModel):
+class CifarResNet(PooledLinearHead):
     """He et al. 2015 sec. 4.2: conv 3x3/16, 3 stages of ``n`` basic blocks, global pool, fc."""
 
     def __init__(
@@ -119,16 +124,8 @@ class CifarResNet(ClassifierModel):
         self.num_features = channels
 
         # Sec. 3.4: "We initialize the weights as in [13]" (He et al. 2015, PReLU paper): normal
-        # with std sqrt(2 / fan), fan_out as in fb.resnet.torch and torchvision; BN to identity;
-        # the fc keeps nn.Linear's default, as in the ImageNet ResNet.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.constant_(module.weight, 1)
-                nn.init.constant_(module.bias, 0)
-        if zero_init_residual:
-            zero_init_residual_branches(self)
+        # with std sqrt(2 / fan), fan_out as in fb.resnet.torch and torchvision.
+        init_resnet_weights(self, zero_init_residual)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -136,20 +133,6 @@ class CifarResNet(ClassifierModel):
         x = self.layer2(x)
         features: Tensor = self.layer3(x)
         return features
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        if pre_logits:
-            return x
-        logits: Tensor = self.fc(x)
-        return logits
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 def _shortcut(kind: Shortcut, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
