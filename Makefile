@@ -2,34 +2,43 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make demo` installs what running cnnzoo needs (with plots, for the run's curves); `make test`
+# adds the extras and the developer tools on top.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 # PIP_CONSTRAINT reaches pip's isolated build environments too, which `-c` alone does not.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: demo test lint typecheck unit docs clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[plots]'
+	touch $(RUNTIME)
+
+$(DEV): $(RUNTIME)
+	$(PIP) -e '.[dev]'
+	touch $(DEV)
+
+demo: $(RUNTIME)
 	$(BIN)/cnnzoo train lenet5 --out runs/demo-lenet5
 
-test: $(STAMP) lint typecheck unit
+test: $(DEV) lint typecheck unit
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-docs: $(STAMP)
+docs: $(RUNTIME)
 	$(BIN)/python -m cnnzoo.docs README.md
 
 clean:

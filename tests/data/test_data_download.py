@@ -193,4 +193,4 @@ def test_cli_download_errors_are_one_line_exit_2(
     assert len(err) == 1 and err[0].startswith("cnnzoo data: error: could not download")
     assert "offline" in err[0]
     assert main(["data", "download", "digits"]) == 2
-    assert "needs no download: it installs with scikit-learn" in capsys.readouterr().err
+    assert "needs no download: it installs with cnnzoo" in capsys.readouterr().err

@@ -1,8 +1,9 @@
-"""The embedded default (scikit-learn's digits) and the optional mnist5k, read without network."""
+"""The embedded default (the UCI digits shipped in the package) and the optional mnist5k, read without network."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+import cnnzoo.data
 from cnnzoo.data import DATASETS, DEFAULT_DATASET, DatasetError, load_dataset
-from cnnzoo.data.embedded import fifth_split, read_embedded
+from cnnzoo.data.embedded import embedded_file, fifth_split, read_embedded
 
 
 def test_default_is_the_real_uci_digits_with_the_documented_split() -> None:
@@ -27,7 +29,15 @@ def test_default_is_the_real_uci_digits_with_the_documented_split() -> None:
     _, all_labels = read_embedded("digits")
     assert all_labels[:10].tolist() == list(range(10))
     assert train.mean == test.mean and 0.2 < train.mean[0] < 0.4
-    assert "sklearn" in train.source
+    assert Path(train.source).parent == Path(cnnzoo.data.__file__).parent  # ships in the package
+
+
+def test_shipped_digits_file_is_the_uci_csv_unchanged() -> None:
+    # SHA-256 of scikit-learn's digits.csv.gz (sklearn/datasets/data), the copy cnnzoo ships
+    digest = hashlib.sha256(embedded_file("digits").read_bytes()).hexdigest()
+    assert digest == "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+    licence = embedded_file("digits").with_name("digits.LICENSE").read_text()
+    assert "CC BY 4.0" in licence and "Alpaydin" in licence
 
 
 def test_fifth_split_is_disjoint_complete_and_rng_free() -> None:

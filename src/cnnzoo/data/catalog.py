@@ -27,7 +27,7 @@ __all__ = [
     "load_dataset",
 ]
 
-DEFAULT_DATASET = "digits"  # what `cnnzoo train` uses without --data: installs with scikit-learn
+DEFAULT_DATASET = "digits"  # what `cnnzoo train` uses without --data: ships inside cnnzoo
 
 _MNIST_URLS = (
     "http://yann.lecun.com/exdb/mnist/",  # official; often refuses downloads
@@ -83,7 +83,7 @@ DATASETS: dict[str, DatasetSpec] = {
             sizes=(1442, 355),
             mean=None,
             std=None,
-            licence="CC BY 4.0 (UCI), scikit-learn BSD-3-Clause",
+            licence="CC BY 4.0 (UCI; Alpaydin & Kaynak), shipped in cnnzoo/data/digits.csv.gz",
         ),
         DatasetSpec(
             name="mnist5k",

