@@ -26,7 +26,7 @@ class MissingExtraError(ImportError):
 
 
 def require(module: str, feature: str) -> ModuleType:
-    """Import ``module`` (e.g. ``"matplotlib.figure"``) or raise a one-line ``MissingExtraError``."""
+    """Import ``module`` (e.g. ``"matplotlib.figure"``) or raise a one-line MissingExtraError."""
     top = module.partition(".")[0]
     try:
         return importlib.import_module(module)

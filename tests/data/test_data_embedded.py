@@ -1,4 +1,4 @@
-"""The embedded default (the UCI digits shipped in the package) and the optional mnist5k, read without network."""
+"""The embedded default (UCI digits shipped in the package) and the optional mnist5k."""
 
 from __future__ import annotations
 
