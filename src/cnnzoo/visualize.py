@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._optional import require
+
 __all__ = ["activation_grids", "conv_layers", "filter_grid", "save_grid"]
 
 
@@ -46,8 +48,8 @@ def _tile(images: Tensor, columns: int | None = None, gap: int = 1) -> Tensor:
 
 def save_grid(grid: Tensor, path: str | Path, *, title: str = "", min_pixels: int = 256) -> Path:
     """Write a (C, H, W) grid in [0, 1] as PNG, enlarged with nearest pixels to be visible."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "PNG images").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "PNG images").Figure
 
     c, h, w = grid.shape
     zoom = max(1, math.ceil(min_pixels / max(h, w)))
