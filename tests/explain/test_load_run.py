@@ -57,12 +57,12 @@ def test_a_run_in_progress_shows_the_epochs_so_far(tmp_path: Path) -> None:
 def test_not_a_run_fails_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no run folder at"):
         load_run(tmp_path / "missing")
-    with pytest.raises(ValueError, match="is not a cnnzoo run: it has no config.json"):
+    with pytest.raises(ValueError, match=r"is not a cnnzoo run: it has no config\.json"):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(ValueError, match="should hold a JSON object, found list"):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     (tmp_path / "metrics.csv").write_text("epoch,train_loss\n1,abc\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="metrics.csv, line 2: expected numbers"):
+    with pytest.raises(ValueError, match=r"metrics\.csv, line 2: expected numbers"):
         load_run(tmp_path)

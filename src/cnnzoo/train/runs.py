@@ -80,7 +80,8 @@ class TrainingRun:
         result = ""
         if self.final is not None:
             result = f", test accuracy {_percent(self.final.get('test_accuracy'))}"
-        return f"TrainingRun({str(self.path)!r}, model={self.model}, epochs={len(self.history)}{result})"
+        epochs = len(self.history)
+        return f"TrainingRun({str(self.path)!r}, model={self.model}, epochs={epochs}{result})"
 
 
 def _percent(value: Any) -> str:
