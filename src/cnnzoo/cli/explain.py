@@ -123,6 +123,12 @@ def _output_names(files: Sequence[Path], method: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from cnnzoo.explain import default_layer, explain, save_overlay
 
+    try:
+        importlib.import_module("captum.attr")
+    except ImportError:
+        raise CLIError(
+            "explain needs captum, not installed: pip install 'cnnzoo[explain]'"
+        ) from None
     files = [Path(p) for p in args.images]
     for file in files:
         if not file.is_file():
@@ -146,26 +152,22 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "gradcam" and layer is None:
         layer = default_layer(model, inputs[:1])
         print(f"gradcam layer: {layer} (the last spatial stage of feature_info)", file=sys.stderr)
-    try:
-        importlib.import_module("captum")
-    except ImportError:
-        raise CLIError("explain needs captum: pip install 'cnnzoo[explain]'") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         probabilities = model.eval()(inputs).float().softmax(dim=1)
     for i, (file, name) in enumerate(zip(files, _output_names(files, args.method), strict=True)):
+        predicted = int(probabilities[i].argmax())
+        wanted = predicted if target is None else target
         heat = explain(
             model,
             inputs[i],
             args.method,
-            target=target,
+            target=wanted,
             layer=layer,
             window=args.window,
             stride=args.stride,
         )
-        predicted = int(probabilities[i].argmax())
-        wanted = predicted if target is None else target
         where = f" at {layer}" if args.method == "gradcam" else ""
         summary = (
             f"predicted {classes[predicted]} ({probabilities[i, predicted]:.1%}), "

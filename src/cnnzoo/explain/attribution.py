@@ -133,11 +133,13 @@ def _leaf(x: Tensor) -> Tensor:
 
 def _targets(model: nn.Module, x: Tensor, target: int | None) -> int | list[int]:
     """Captum's target: the given class for every image, else each image's prediction."""
-    with torch.no_grad():
-        logits = model(x)
-    classes = logits.shape[1]
-    if target is None:
-        return [int(k) for k in logits.argmax(dim=1).tolist()]
+    classes = getattr(model, "num_classes", None)
+    if target is None or not isinstance(classes, int):  # a forward pass tells
+        with torch.no_grad():
+            logits = model(x)
+        classes = int(logits.shape[1])
+        if target is None:
+            return [int(k) for k in logits.argmax(dim=1).tolist()]
     if not 0 <= target < classes:
         raise ValueError(f"target class {target} is out of range: the model has {classes} outputs")
     return target
