@@ -166,6 +166,8 @@ def test_model_mode_gradients_and_hooks_are_left_as_they_were(method: str) -> No
     x = torch.randn(3, 32, 32)
     with torch.no_grad():  # the caller's grad mode does not matter, and is restored
         explain(model, x, method, window=8)
+    with torch.inference_mode():
+        explain(model, x, method, window=8)
     after = _state(model)
     assert after[0] == before[0] and after[1] == before[1]
     assert all(a is b for a, b in zip(after[2], before[2], strict=True))

@@ -180,7 +180,8 @@ def explain(
         )
     if method == "gradcam" and layer is None:
         layer = default_layer(model, x)
-    with preserved(model), torch.enable_grad():
+    # Gradients are needed even when the caller is under no_grad() or inference_mode().
+    with preserved(model), torch.inference_mode(False), torch.enable_grad():
         targets = _targets(model, x, target)
         if method == "gradcam":
             assert layer is not None
