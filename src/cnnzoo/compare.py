@@ -350,6 +350,8 @@ class Comparison:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
+        from cnnzoo.explain.render import write_atomically
+
         path = Path(path)
         if path.suffix.lower() not in (".png", ".svg"):
             raise ValueError(f"plot file must end in .png or .svg, got {path.name!r}")
@@ -384,7 +386,9 @@ class Comparison:
             axes.set_yscale("log")
         axes.grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(path, format=path.suffix[1:].lower())
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=path.suffix[1:].lower())
+        write_atomically(buffer.getvalue(), path)
         return path
 
 

@@ -181,3 +181,26 @@ def test_known_accuracy_is_read_from_the_weights_table(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "cnnzoo.pretrained", fake)
     assert published_accuracy("resnet18") == pytest.approx(69.758)
     assert published_accuracy("resnet20") is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_memory_against_cuda_peak() -> None:
+    """On a GPU the allocator counts its own peak (never run on the project's CPU machines)."""
+    name, batch_size = "resnet20", 32
+    device = torch.device("cuda")
+    model = create_model(name).train().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    data = torch.randn(batch_size, 3, 32, 32, device=device)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+    for _ in range(2):  # the second step is the steady state the estimate describes
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        opt.zero_grad(set_to_none=True)
+        baseline = torch.cuda.memory_allocated() - data.nbytes - labels.nbytes
+        nn.functional.cross_entropy(model(data.clone()), labels).backward()
+        opt.step()
+        torch.cuda.synchronize()
+    measured = torch.cuda.max_memory_allocated() - data.nbytes - labels.nbytes
+    estimate = training_memory(name, batch_size=batch_size, optimizer="sgd")
+    assert baseline > 0
+    assert abs(estimate.total - measured) / measured < 0.15, (estimate, measured)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from torch import Tensor
 
-__all__ = ["save_overlay"]
+__all__ = ["save_overlay", "write_atomically"]
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
+def write_atomically(data: bytes, path: Path) -> None:
+    """Write through a temporary file in the same folder and a rename: never half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -50,5 +51,5 @@ def save_overlay(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     path = Path(path)
-    _write_atomically(buffer.getvalue(), path)
+    write_atomically(buffer.getvalue(), path)
     return path
