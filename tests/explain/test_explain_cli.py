@@ -140,3 +140,25 @@ def test_explain_without_captum_names_the_extra(
     capsys.readouterr()
     assert main(["explain", "resnet20", str(digits[0]), "--method", "saliency"]) == 2
     assert "pip install 'cnnzoo[explain]'" in capsys.readouterr().err
+
+
+def test_weights_reach_create_model_only_when_given(
+    digits: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cnnzoo.registry
+
+    real = cnnzoo.registry.create_model
+    calls: list[dict[str, object]] = []
+
+    def recording(name: str, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(name, **{k: v for k, v in kwargs.items() if k != "weights"})
+
+    monkeypatch.setattr(cnnzoo.registry, "create_model", recording)
+    image = str(digits[0])
+    common = ["--method", "saliency", "--out", str(tmp_path)]
+    assert main(["explain", "resnet20", image, *common]) == 0
+    assert main(["explain", "resnet20", image, *common, "--weights", "w.pth"]) == 0
+    assert main(["compare", "resnet20", "--weights", "w.pth", "--repeats", "1"]) == 0
+    assert [c.get("weights") for c in calls] == [None, "w.pth", "w.pth"]
+    assert "weights" not in calls[0]
