@@ -213,6 +213,10 @@ def test_bad_arguments_fail_in_one_clear_line() -> None:
         explain(model, x, "gradcam", layer="layer9")
     with pytest.raises(ValueError, match="target class 10 is out of range: the model has 10"):
         explain(model, x, "saliency", target=10)
+    with pytest.raises(ValueError, match="occlusion needs 1 <= window <= 32"):
+        explain(model, x, "occlusion", window=40)
+    with pytest.raises(ValueError, match="got window 4, stride -1"):
+        explain(model, x, "occlusion", window=4, stride=-1)
     with pytest.raises(ValueError, match=r"expected an image \(C, H, W\)"):
         explain(model, torch.randn(32, 32), "saliency")
     assert _hook_count(model) == 0

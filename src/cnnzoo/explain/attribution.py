@@ -201,8 +201,11 @@ def explain(
             side = min(int(x.shape[-2]), int(x.shape[-1]))
             window = window or max(1, side // 8)
             stride = stride or max(1, window // 2)
-            if window > side:
-                raise ValueError(f"occlusion window {window} is larger than the image ({side})")
+            if not 1 <= window <= side or stride < 1:
+                raise ValueError(
+                    f"occlusion needs 1 <= window <= {side} (the image side) and stride >= 1, "
+                    f"got window {window}, stride {stride}"
+                )
 
             def probabilities(batch: Tensor) -> Tensor:
                 return torch.softmax(model(batch), dim=1)
