@@ -8,7 +8,9 @@
 
 __version__ = "0.1.0"
 
+from cnnzoo.compare import compare, training_memory
 from cnnzoo.draw import draw
+from cnnzoo.explain import explain
 from cnnzoo.export import ExportError, export_model
 from cnnzoo.features import FeatureExtractor
 from cnnzoo.inference import optimize_for_inference
@@ -45,9 +47,11 @@ __all__ = [
     "__version__",
     "adapt_input_channels",
     "check_geometry",
+    "compare",
     "conv_output_size",
     "create_model",
     "draw",
+    "explain",
     "export_model",
     "extract_layers",
     "freeze",
@@ -60,5 +64,6 @@ __all__ = [
     "pool_output_size",
     "register_model",
     "summary",
+    "training_memory",
     "truncate",
 ]

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from cnnzoo import __version__
 from cnnzoo.cli import (
     bench,
+    compare,
     conv,
     data,
     draw,
     evaluate,
+    explain,
     export,
     listing,
     predict,
@@ -40,6 +42,8 @@ SUBCOMMANDS = [
     export,
     draw,
     visualize,
+    explain,
+    compare,
 ]
 
 

@@ -12,6 +12,7 @@ from cnnzoo.train.predict import (
     model_from_checkpoint,
     predict_images,
 )
+from cnnzoo.train.runs import TrainingRun, load_run
 from cnnzoo.train.schedule import SCHEDULES, lr_at
 from cnnzoo.train.trainer import Interrupted, NonFiniteLossError, evaluate, fit
 
@@ -23,9 +24,11 @@ __all__ = [
     "NonFiniteLossError",
     "Prediction",
     "TrainConfig",
+    "TrainingRun",
     "evaluate",
     "evaluate_checkpoint",
     "fit",
+    "load_run",
     "lr_at",
     "make_config",
     "model_from_checkpoint",
