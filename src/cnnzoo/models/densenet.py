@@ -79,7 +79,7 @@ class _DenseLayer(nn.Module):
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
 
-    def bottleneck(self, inputs: list[Tensor]) -> Tensor:
+    def bottleneck(self, *inputs: Tensor) -> Tensor:
         concatenated = torch.cat(inputs, 1)
         out: Tensor = self.conv1(self.relu1(self.norm1(concatenated)))
         return out
@@ -88,9 +88,10 @@ class _DenseLayer(nn.Module):
         if self.memory_efficient and any(t.requires_grad for t in inputs):
             # Recompute the concatenation and bottleneck in the backward pass instead of storing
             # them: memory grows linearly, not quadratically, with depth (Pleiss et al. 2017).
-            bottleneck = cp.checkpoint(self.bottleneck, inputs, use_reentrant=False)
+            # The tensors are passed one by one: the block appends to the list afterwards.
+            bottleneck = cp.checkpoint(self.bottleneck, *inputs, use_reentrant=False)
         else:
-            bottleneck = self.bottleneck(inputs)
+            bottleneck = self.bottleneck(*inputs)
         new_features: Tensor = self.conv2(self.relu2(self.norm2(bottleneck)))
         if self.drop_rate > 0:
             new_features = F.dropout(new_features, p=self.drop_rate, training=self.training)
