@@ -115,3 +115,19 @@ def loss_drops(
         losses.append(loss.item())
         assert math.isfinite(losses[-1])
     return losses[0], losses[-1]
+
+
+def check_reset_classifier_keeps_dtype(name: str) -> None:
+    """A new head in the model's dtype, for the new class count, freshly initialised."""
+    with torch.device("meta"):
+        model = create_model(name).to(torch.float64)
+    old = model.get_classifier()
+    model.reset_classifier(3)
+    head = model.get_classifier()
+    assert head is not old and model.num_classes == 3
+    assert all(p.dtype == torch.float64 and p.is_meta for p in head.parameters())
+    weight = getattr(head, "weight", None)
+    assert isinstance(weight, Tensor) and weight.shape[0] == 3
+    side = max(model_info(name).min_size)
+    out = model(torch.empty(1, model.in_channels, side, side, dtype=torch.float64, device="meta"))
+    assert out.shape == (1, 3) and out.dtype == torch.float64
