@@ -120,7 +120,7 @@ def loss_drops(
 def check_reset_classifier_keeps_dtype(name: str) -> None:
     """A new head in the model's dtype, for the new class count, freshly initialised."""
     with torch.device("meta"):
-        model = create_model(name).to(torch.float64)
+        model = create_model(name).to(torch.float64).eval()
     old = model.get_classifier()
     model.reset_classifier(3)
     head = model.get_classifier()
