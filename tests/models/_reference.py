@@ -96,7 +96,12 @@ def check_torchvision_file_loads_strict(name: str, pairs: list[list[Any]], path:
 
 
 def loss_drops(
-    name: str, steps: int = 4, side: int = 32, in_channels: int = 3, **kwargs: Any
+    name: str,
+    steps: int = 4,
+    side: int = 32,
+    in_channels: int = 3,
+    lr: float = 1e-3,
+    **kwargs: Any,
 ) -> tuple[float, float]:
     """Adam on one fixed batch of four images (CIFAR-shaped 3x32x32 by default; ``side`` and
     ``in_channels`` for digits-shaped or cheaper input, never below the model's minimum), 10
@@ -105,7 +110,7 @@ def loss_drops(
     model = create_model(name, num_classes=10, in_channels=in_channels, **kwargs).train()
     x = torch.randn(4, in_channels, side, side)
     y = torch.tensor([0, 3, 5, 9])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
