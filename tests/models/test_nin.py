@@ -108,8 +108,8 @@ def test_cifar_dropout_follows_all_but_the_last_mlpconv() -> None:
     [
         # 32 -> 16 -> 8, then the 8x8 global average pool; computed, ~0.97M.
         ("nin_cifar10", [32, 16, 8], [1, 2, 4], 966_986),
-        # 224 -> 54 -> 27 -> 13 -> 6, then the 6x6 global average pool (Caffe's pool4).
-        ("nin_imagenet", [54, 27, 13, 6], [4, 8, 16, 32], 7_595_176),
+        # 227 -> 55 -> 27 -> 13 -> 6, then the 6x6 global average pool (Caffe's pool4).
+        ("nin_imagenet", [55, 27, 13, 6], [4, 8, 16, 32], 7_595_176),
     ],
 )
 def test_map_sizes_params_and_macs(

@@ -56,8 +56,9 @@ NIN_CONFIGS: dict[str, tuple[MlpConvSpec, ...]] = {
         MlpConvSpec(192, 3, 1, 1, (192, None), "", False),
     ),
     # Authors' ImageNet model (Caffe Model Zoo, "NIN ImageNet"): AlexNet-like first convs, a max
-    # pool after each of the first three blocks, dropout before the last; 224 -> 54 -> 27 -> 13
-    # -> 6, then the 6x6 global average pool.
+    # pool after each of the first three blocks, dropout before the last; maps 55 -> 27 -> 13 -> 6,
+    # then the 6x6 global average pool. The zoo crops 224, where conv1 (11x11/4, no padding)
+    # never reads the last row and column; 227 fits exactly and gives the same 27/13/6 maps.
     "imagenet": (
         MlpConvSpec(96, 11, 4, 0, (96, 96), "max", False),
         MlpConvSpec(256, 5, 1, 2, (256, 256), "max", False),
@@ -178,7 +179,7 @@ _META: dict[str, Any] = {"family": "nin", "paper": LIN2013}
 # quotes no parameter count; the CIFAR-10 figure agrees with the commonly cited ~0.97M.
 _NUMBERS: dict[str, tuple[tuple[int, int, int], int, int]] = {
     "cifar10": ((3, 32, 32), 966_986, 222_486_528),
-    "imagenet": ((3, 224, 224), 7_595_176, 1_100_188_800),
+    "imagenet": ((3, 227, 227), 7_595_176, 1_105_996_320),
 }
 
 
@@ -210,5 +211,6 @@ def nin_imagenet(*, num_classes: int = 1000, in_channels: int = 3, dropout: floa
     """NiN for ImageNet: four mlpconv blocks (conv1 96@11x11/4), global average pooling.
 
     Lin, Chen, Yan 2013; layer sizes of the authors' ImageNet model in the Caffe Model Zoo.
+    Default input 227x227 (as alexnet_original): the first conv covers it exactly.
     """
     return NiN("imagenet", num_classes, dropout, in_channels=in_channels)
