@@ -2,11 +2,15 @@
 
 from cnnzoo.models import (  # noqa: F401  (imported for their @register_model side effects)
     alexnet,
+    densenet,
     googlenet,
     inception,
     lenet,
+    mobilenet,
+    nin,
     resnet,
     resnet_cifar,
+    squeezenet,
     teaching,
     vgg,
 )
