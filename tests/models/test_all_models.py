@@ -180,14 +180,32 @@ def test_wrong_channels_and_rank_are_clear_errors(name: str) -> None:
 @pytest.mark.parametrize("name", _mark(ALL))
 def test_reset_classifier(name: str) -> None:
     info = model_info(name)
-    model = create_model(name).eval()
+    # float64 (issue #12: a .double() ResNet got a float32 fc and its forward failed).
+    model = create_model(name).double().eval()
     model.reset_classifier(3)
     assert model.num_classes == 3
     head = model.get_classifier()
     assert any(m is head for m in model.modules())
     size = info.input_size[1:] if info.fixed_size else info.min_size
+    x = torch.randn(1, info.input_size[0], *size, dtype=torch.float64)
     with torch.no_grad():
-        assert _logits(model(torch.randn(1, info.input_size[0], *size))).shape == (1, 3)
+        out = _logits(model(x))
+    assert out.shape == (1, 3) and out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reset_classifier_keeps_every_tensor_on_the_models_device_and_dtype(name: str) -> None:
+    # Every registered model (aux heads included): the new layers are built where the old ones
+    # lived, in their dtype. The meta device stands for any non-default device (a default-built
+    # layer would land on the CPU) and costs nothing even for VGG-19.
+    with torch.device("meta"):
+        model = create_model(name)
+    model = model.to(torch.float64)
+    model.reset_classifier(5)
+    for tensor_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        assert tensor.device.type == "meta", f"{tensor_name} left the model's device"
+        if tensor.is_floating_point():
+            assert tensor.dtype == torch.float64, f"{tensor_name} is {tensor.dtype}"
 
 
 @pytest.mark.parametrize("name", TORCHVISION)

@@ -11,16 +11,25 @@ initialisation (sec. 5). Its classifier has fixed in-features, so it takes 227x2
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
 
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
 from cnnzoo.models.papers import KRIZHEVSKY2012, KRIZHEVSKY2014
-from cnnzoo.registry import register_model
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = ["AlexNet", "AlexNetOriginal", "alexnet", "alexnet_original"]
+
+
+# conv1 11/4 pad 2, then three 3x3/2 pools: 63 is the smallest side that leaves pool5 a 1x1 map
+# (62 -> conv1 14 -> pool1 6 -> pool2 2 -> pool5 empty); torchvision's metadata also says 63.
+TORCHVISION_MIN_SIZE = (63, 63)
+# The paper's text says 224x224, but 11x11 filters at stride 4 need (H - 11) % 4 == 0 to give the
+# 55x55 maps of Fig. 2: 227 does, 224 only with padding. fc6 fixes the input size.
+PAPER_INPUT_SIZE = (227, 227)
 
 
 class AlexNet(ClassifierModel):
@@ -30,10 +39,7 @@ class AlexNet(ClassifierModel):
         super().__init__()
         self.num_classes = num_classes
         self.in_channels = in_channels
-        # conv1 11/4 pad 2, then three 3x3/2 pools: 63 is the smallest side that leaves pool5 a
-        # 1x1 map (62 -> conv1 14 -> pool1 6 -> pool2 2 -> pool5 empty). torchvision's weights
-        # metadata also says min_size (63, 63).
-        self.min_input_size = (63, 63)
+        self.min_input_size = TORCHVISION_MIN_SIZE
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # 0
             nn.ReLU(inplace=True),  # 1
@@ -82,16 +88,8 @@ class AlexNet(ClassifierModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         # PyTorch's default Linear init, as torchvision's AlexNet uses everywhere.
-        self.classifier[-1] = _new_linear_like(self.get_classifier(), num_classes)
+        self.classifier[-1] = new_linear_like(self.get_classifier(), num_classes)
         self.num_classes = num_classes
-
-
-def _new_linear_like(old: nn.Module, out_features: int) -> nn.Linear:
-    """A fresh (default-initialised) Linear with ``old``'s in-features, device and dtype."""
-    assert isinstance(old, nn.Linear)
-    return nn.Linear(
-        old.in_features, out_features, device=old.weight.device, dtype=old.weight.dtype
-    )
 
 
 # The paper's layer table (sec. 3.5 and Fig. 2), both GPUs together:
@@ -131,10 +129,8 @@ class AlexNetOriginal(ClassifierModel):
         super().__init__()
         self.num_classes = num_classes
         self.in_channels = in_channels
-        # The text says 224x224, but 11x11 filters at stride 4 need (H - 11) % 4 == 0 to give
-        # the 55x55 maps of Fig. 2: 227 does, 224 only with padding. fc6 fixes the input size.
-        self.min_input_size = (227, 227)
-        self.fixed_input_size = (227, 227)
+        self.min_input_size = PAPER_INPUT_SIZE
+        self.fixed_input_size = PAPER_INPUT_SIZE
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
@@ -201,21 +197,39 @@ class AlexNetOriginal(ClassifierModel):
         return self.classifier[-1]  # fc8
 
     def reset_classifier(self, num_classes: int) -> None:
-        fc8 = _new_linear_like(self.get_classifier(), num_classes)
-        nn.init.normal_(fc8.weight, mean=0.0, std=0.01)  # sec. 5, as at construction
-        nn.init.zeros_(fc8.bias)
-        self.classifier[-1] = fc8
+        self.classifier[-1] = new_linear_like(self.get_classifier(), num_classes, _init_fc8)
         self.num_classes = num_classes
 
 
-@register_model(
-    family="alexnet",
+def _init_fc8(layer: nn.Linear) -> None:
+    # Sec. 5, as at construction: N(0, 0.01) weights, zero bias (fc8 is not in _BIAS_ONE).
+    nn.init.normal_(layer.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(layer.bias)
+
+
+# The variants differ in paper and input: only the family is shared.
+_register = functools.partial(register_model, family="alexnet")
+# Published numbers, one row per variant (tests/data/published_numbers.md has the sources).
+NUMBERS: dict[str, Numbers] = {
+    "alexnet": numbers(
+        61_100_840,
+        714_000_000,
+        "torchvision 0.28 docs (AlexNet_Weights.IMAGENET1K_V1): 61,100,840 params, 0.714 GFLOPS",
+    ),
+    "alexnet_original": numbers(
+        60_965_224,
+        724_406_816,
+        "computed: params as in published_numbers.md (paper: '60 million'); "
+        "MACs an exact count at 227x227 (0.724G)",
+    ),
+}
+
+
+@_register(
+    **NUMBERS["alexnet"],
     paper=KRIZHEVSKY2014,
     input_size=(3, 224, 224),
-    min_size=(63, 63),
-    params=61_100_840,
-    macs=714_000_000,
-    source="torchvision 0.28 docs (AlexNet_Weights.IMAGENET1K_V1): 61,100,840 params, 0.714 GFLOPS",
+    min_size=TORCHVISION_MIN_SIZE,
     torchvision=True,
 )
 def alexnet(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
@@ -227,15 +241,10 @@ def alexnet(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0
     return AlexNet(num_classes=num_classes, dropout=dropout, in_channels=in_channels)
 
 
-@register_model(
-    family="alexnet",
+@_register(
+    **NUMBERS["alexnet_original"],
     paper=KRIZHEVSKY2012,
-    input_size=(3, 227, 227),
-    min_size=(227, 227),
-    params=60_965_224,
-    macs=724_406_816,
-    source="computed: params as in published_numbers.md (paper: '60 million'); "
-    "MACs an exact count at 227x227 (0.724G)",
+    input_size=(3, *PAPER_INPUT_SIZE),
     fixed_size=True,
 )
 def alexnet_original(

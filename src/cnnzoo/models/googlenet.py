@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "AUX_LOSS_WEIGHT",
@@ -279,19 +279,12 @@ class _GoogLeNetBase(ClassifierModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         """New ``fc`` for ``num_classes``, and new final layers in the aux heads to match."""
-        self.fc = self._new_classifier(self.fc, num_classes)
+        self.fc = new_linear_like(self.fc, num_classes, self._init_classifier)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 assert isinstance(aux.fc2, nn.Linear)
-                aux.fc2 = self._new_classifier(aux.fc2, num_classes)
+                aux.fc2 = new_linear_like(aux.fc2, num_classes, self._init_classifier)
         self.num_classes = num_classes
-
-    def _new_classifier(self, old: nn.Linear, num_classes: int) -> nn.Linear:
-        new = nn.Linear(
-            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
-        )
-        self._init_classifier(new)
-        return new
 
 
 def _torchvision_trunc_normal_(weight: Tensor) -> None:
@@ -309,6 +302,11 @@ class GoogLeNet(_GoogLeNetBase):
     changes conv1 only. ``blocks`` = [conv, inception, aux] block types, as torchvision's.
     ``transform_input`` is applied first thing in ``forward_features`` (so also in ``forward``).
     """
+
+    # Side 15 is the smallest that leaves inception5b a map: 15 -> conv1 8 -> 4 -> 2 -> 1 -> 1
+    # (ceil-mode pools); 14 -> 7 -> 3 -> 1, and maxpool3 (3x3 on 1x1) has no window left.
+    # torchvision's weights metadata also says min_size (15, 15).
+    MIN_INPUT_SIZE = (15, 15)
 
     def __init__(
         self,
@@ -336,10 +334,7 @@ class GoogLeNet(_GoogLeNetBase):
         self.in_channels = in_channels
         self.aux_logits = aux_logits
         self.transform_input = transform_input
-        # Side 15 is the smallest that leaves inception5b a map: 15 -> conv1 8 -> 4 -> 2 -> 1 -> 1
-        # (ceil-mode pools); 14 -> 7 -> 3 -> 1, and maxpool3 (3x3 on 1x1) has no window left.
-        # torchvision's weights metadata also says min_size (15, 15).
-        self.min_input_size = (15, 15)
+        self.min_input_size = self.MIN_INPUT_SIZE
 
         # Construction order is torchvision's, so the same seed draws the same initial weights.
         self.conv1 = conv_block(in_channels, 64, kernel_size=7, stride=2, padding=3)
@@ -425,6 +420,10 @@ class GoogLeNetOriginal(_GoogLeNetBase):
     build with ``aux_logits=False`` to train at other sizes.
     """
 
+    # Larger than torchvision's 15: the 3x3/2 pool before 5a (torchvision: 2x2) needs a 2x2
+    # map. 31 -> conv1 16 -> pools 8, 4, 2, 1; 30 -> 15 -> 7, 3, 1 and maxpool4 has no window.
+    MIN_INPUT_SIZE = (31, 31)
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -438,9 +437,7 @@ class GoogLeNetOriginal(_GoogLeNetBase):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.aux_logits = aux_logits
-        # Larger than torchvision's 15: the 3x3/2 pool before 5a (torchvision: 2x2) needs a 2x2
-        # map. 31 -> conv1 16 -> pools 8, 4, 2, 1; 30 -> 15 -> 7, 3, 1 and maxpool4 has no window.
-        self.min_input_size = (31, 31)
+        self.min_input_size = self.MIN_INPUT_SIZE
 
         self.conv1 = ConvReLU(in_channels, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -504,20 +501,34 @@ class GoogLeNetOriginal(_GoogLeNetBase):
         return x
 
 
-@register_model(
-    family="googlenet",
-    paper=papers.SZEGEDY2014,
-    input_size=(3, 224, 224),
-    min_size=(15, 15),
-    params=13_004_888,
-    macs=1_498_000_000,
-    source=(
-        "torchvision 0.28: params of the default build, aux heads included "
-        "(torchvision_state_dicts.json; 6,624,904 without them, torchvision docs); "
-        "MACs 1.498G published (torchvision weights metadata, inference forward: aux heads idle)"
-    ),
-    torchvision=True,
+_register = functools.partial(
+    register_model, family="googlenet", paper=papers.SZEGEDY2014, input_size=(3, 224, 224)
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "googlenet": numbers(
+        13_004_888,
+        1_498_000_000,
+        (
+            "torchvision 0.28: params of the default build, aux heads included "
+            "(torchvision_state_dicts.json; 6,624,904 without them, torchvision docs); "
+            "MACs 1.498G published (torchvision weights metadata, inference forward: "
+            "aux heads idle)"
+        ),
+    ),
+    "googlenet_original": numbers(
+        13_378_280,
+        1_582_671_872,
+        (
+            "computed (published_numbers.md): 13,378,280 params of the default build with both aux "
+            "heads (6,998,552 without; paper: ~6.8M); MACs exact count at 224, inference forward "
+            "with aux heads idle (1.583G; paper: ~1.5G multiply-adds)"
+        ),
+    ),
+}
+
+
+@_register(**NUMBERS["googlenet"], min_size=GoogLeNet.MIN_INPUT_SIZE, torchvision=True)
 def googlenet(
     *,
     num_classes: int = 1000,
@@ -548,19 +559,7 @@ def googlenet(
     )
 
 
-@register_model(
-    family="googlenet",
-    paper=papers.SZEGEDY2014,
-    input_size=(3, 224, 224),
-    min_size=(31, 31),
-    params=13_378_280,
-    macs=1_582_671_872,
-    source=(
-        "computed (published_numbers.md): 13,378,280 params of the default build with both aux "
-        "heads (6,998,552 without; paper: ~6.8M); MACs exact count at 224, inference forward "
-        "with aux heads idle (1.583G; paper: ~1.5G multiply-adds)"
-    ),
-)
+@_register(**NUMBERS["googlenet_original"], min_size=GoogLeNetOriginal.MIN_INPUT_SIZE)
 def googlenet_original(
     *,
     num_classes: int = 1000,
