@@ -5,6 +5,7 @@ from cnnzoo.models import (  # noqa: F401  (imported for their @register_model s
     googlenet,
     inception,
     lenet,
+    preact_resnet,
     resnet,
     resnet_cifar,
     teaching,

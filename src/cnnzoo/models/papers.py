@@ -46,6 +46,25 @@ HE2015 = Paper(
     year=2015,
     link="https://arxiv.org/abs/1512.03385",
 )
+HE2016 = Paper(
+    title="Identity Mappings in Deep Residual Networks",
+    authors="He, Zhang, Ren, Sun",
+    year=2016,
+    link="https://arxiv.org/abs/1603.05027",
+)
+ZEILER2013 = Paper(
+    title="Visualizing and Understanding Convolutional Networks",
+    authors="Zeiler, Fergus",
+    year=2013,
+    link="https://arxiv.org/abs/1311.2901",
+)
+IOFFE2015 = Paper(
+    title="Batch Normalization: Accelerating Deep Network Training by Reducing Internal "
+    "Covariate Shift",
+    authors="Ioffe, Szegedy",
+    year=2015,
+    link="https://arxiv.org/abs/1502.03167",
+)
 XIE2016 = Paper(
     title="Aggregated Residual Transformations for Deep Neural Networks",
     authors="Xie, Girshick, Dollár, Tu, He",
