@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from _helpers import heavy_models
-
 from cnnzoo import ClassifierModel, create_model, list_models, model_info
 
 ALL = list_models()
