@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnzoo import create_model, list_models, model_info
+from cnnzoo._modes import eval_mode
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -52,12 +53,26 @@ def count_macs_by_hooks(model: nn.Module, size: tuple[int, int, int]) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):  # inference: aux heads idle
             model(torch.zeros(1, *size, device=next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
     return total
+
+
+def adaptive_avg_pool(x: Tensor, out_h: int, out_w: int) -> Tensor:
+    """Adaptive average pooling written out: cell i averages floor(i*H/out)..ceil((i+1)*H/out)."""
+    h, w = x.shape[-2:]
+    rows = []
+    for i in range(out_h):
+        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
+        cells = []
+        for j in range(out_w):
+            c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
+            cells.append(x[..., r0:r1, c0:c1].mean(dim=(-2, -1)))
+        rows.append(torch.stack(cells, dim=-1))
+    return torch.stack(rows, dim=-2)
 
 
 def logits(output: Any) -> Tensor:

@@ -15,45 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from _helpers import assert_trains, count_macs, count_params, meta_model
+from _helpers import (
+    adaptive_avg_pool,
+    assert_trains,
+    count_macs,
+    count_macs_by_hooks,
+    count_params,
+    meta_model,
+)
 from cnnzoo import create_model, model_info
 from cnnzoo.models.alexnet import AlexNet, AlexNetOriginal, ZFNet
-
-
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _count_macs(model: nn.Module, size: tuple[int, int, int]) -> int:
-    """Conv + linear weight multiply-accumulates at batch 1 (torchvision's GFLOPS convention)."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):  # each output element: in/groups * kh * kw MACs
-            total += output.numel() * module.weight[0].numel()
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    for module in model.modules():
-        module.register_forward_hook(hook)
-    with torch.no_grad():
-        model(torch.zeros(1, *size, device=next(model.parameters()).device))
-    return total
-
-
-def adaptive_avg_pool(x: Tensor, out_h: int, out_w: int) -> Tensor:
-    """Adaptive average pooling written out: cell i averages floor(i*H/out)..ceil((i+1)*H/out)."""
-    h, w = x.shape[-2:]
-    rows = []
-    for i in range(out_h):
-        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
-        cells = []
-        for j in range(out_w):
-            c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
-            cells.append(x[..., r0:r1, c0:c1].mean(dim=(-2, -1)))
-        rows.append(torch.stack(cells, dim=-1))
-    return torch.stack(rows, dim=-2)
 
 
 def torchvision_alexnet_reference(sd: dict[str, Tensor], x: Tensor, train: bool = False) -> Tensor:
@@ -154,7 +125,7 @@ def test_alexnet_dropout_option_and_head() -> None:
 def test_alexnet_macs_round_to_published() -> None:
     with torch.device("meta"):
         model = create_model("alexnet")
-    macs = _count_macs(model, (3, 224, 224))
+    macs = count_macs_by_hooks(model, (3, 224, 224))
     assert macs == 714_188_480  # exact count
     assert round(macs / 1e9, 3) == 0.714 == model_info("alexnet").macs / 1e9  # torchvision docs
 
@@ -246,8 +217,8 @@ def test_original_convs_are_grouped_like_the_two_gpus(paper_alexnet: AlexNetOrig
 def test_original_groups_1_connects_everything() -> None:
     model = _meta_original(groups=1)
     # published_numbers.md: 62,378,344 ungrouped (60,965,224 grouped).
-    assert _count_params(model) == 62_378_344
-    assert _count_params(_meta_original()) == 60_965_224
+    assert count_params(model) == 62_378_344
+    assert count_params(_meta_original()) == 60_965_224
     assert model.features.conv2.weight.shape == (256, 96, 5, 5)
     assert model.features.conv5.weight.shape == (256, 384, 3, 3)
 
@@ -282,7 +253,7 @@ def test_original_reset_classifier_keeps_paper_init(paper_alexnet: AlexNetOrigin
 
 def test_original_macs_exact() -> None:
     # Computed 0.724 GMACs (published_numbers.md); the registry holds the exact count.
-    macs = _count_macs(_meta_original(), (3, 227, 227))
+    macs = count_macs_by_hooks(_meta_original(), (3, 227, 227))
     assert macs == model_info("alexnet_original").macs == 724_406_816
     assert round(macs / 1e9, 3) == 0.724
 

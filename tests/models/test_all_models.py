@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from _helpers import heavy_models
+from _helpers import count_params, heavy_models, logits
 from cnnzoo import ClassifierModel, create_model, list_models, model_info
 
 ALL = list_models()
 TORCHVISION = [n for n in ALL if model_info(n).torchvision]
 HEAVY = set(heavy_models())
+
+
+@functools.cache
+def _meta(name: str) -> nn.Module:
+    """The default build on the meta device (no memory, no init), shared by the read-only tests:
+    the deepest nets take seconds to build even there."""
+    with torch.device("meta"):
+        return create_model(name)
 
 
 def _mark(names: list[str]) -> list[Any]:
@@ -66,27 +75,17 @@ PUBLISHED_PARAMS = {
 }
 
 
-def _logits(output: Any) -> Tensor:
-    """The main logits from a plain tensor or a torchvision-style namedtuple."""
-    return output if isinstance(output, Tensor) else output[0]
-
-
 def _all_outputs(output: Any) -> list[Tensor]:
     if isinstance(output, Tensor):
         return [output]
     return [t for t in output if isinstance(t, Tensor)]
 
 
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_param_count_matches_metadata(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):  # no memory, no init: counting is free even for VGG-19
-        model = create_model(name)
-    assert _count_params(model) == info.params, info.source
+    model = _meta(name)  # no memory, no init: counting is free even for VGG-19
+    assert count_params(model) == info.params, info.source
     if name in PUBLISHED_PARAMS:
         assert info.params == PUBLISHED_PARAMS[name]
     assert info.source, "every published number names its source"
@@ -95,8 +94,7 @@ def test_param_count_matches_metadata(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_model_describes_itself(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):
-        model = create_model(name)
+    model = _meta(name)
     assert isinstance(model, ClassifierModel)
     assert model.model_name == name
     assert model.num_classes == info.num_classes
@@ -160,7 +158,7 @@ def test_smallest_input_works_and_one_pixel_less_is_a_clear_error(name: str) -> 
     c = info.input_size[0]
     h, w = info.min_size
     with torch.no_grad():
-        assert _logits(model(torch.randn(1, c, h, w))).shape == (1, info.num_classes)
+        assert logits(model(torch.randn(1, c, h, w))).shape == (1, info.num_classes)
         for smaller in ((h - 1, w), (h, w - 1)):
             if min(smaller) < 1:
                 continue
@@ -176,8 +174,7 @@ def test_smallest_input_works_and_one_pixel_less_is_a_clear_error(name: str) -> 
 @pytest.mark.parametrize("name", _mark(ALL))
 def test_wrong_channels_and_rank_are_clear_errors(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):
-        model = create_model(name)
+    model = _meta(name)
     c, h, w = info.input_size
     with pytest.raises(ValueError, match=rf"{name} was built for {c} input channels, got {c + 1}"):
         model(torch.empty(1, c + 1, h, w, device="meta"))
@@ -197,7 +194,7 @@ def test_reset_classifier(name: str) -> None:
     size = info.input_size[1:] if info.fixed_size else info.min_size
     x = torch.randn(1, info.input_size[0], *size, dtype=torch.float64)
     with torch.no_grad():
-        out = _logits(model(x))
+        out = logits(model(x))
     assert out.shape == (1, 3) and out.dtype == torch.float64
 
 
@@ -226,7 +223,7 @@ def test_torchvision_state_dict_keys_and_shapes(
     if name in torchvision_state_dicts:
         reference = torchvision_state_dicts[name]
         assert ours == reference["state_dict"]
-        assert _count_params(model) == reference["num_params"]
+        assert count_params(model) == reference["num_params"]
     else:
         # resnext101_32x8d and wide_resnet101_2 are not in the reference file: their keys follow
         # the 101-layer pattern of resnet101 with the same shapes apart from the widths.

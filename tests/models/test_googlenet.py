@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from _helpers import assert_trains, count_macs, count_params, meta_model
+from _helpers import assert_trains, count_macs, count_macs_by_hooks, count_params, meta_model
 from cnnzoo import create_model, model_info
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models.googlenet import (
@@ -36,10 +36,6 @@ from cnnzoo.models.googlenet import (
 
 State = dict[str, Tensor]
 STAGES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _scramble_(model: nn.Module) -> nn.Module:
@@ -231,7 +227,7 @@ def test_without_aux_heads_training_returns_a_tensor_and_keys_lose_aux(
         if not k.startswith(("aux1.", "aux2."))
     ]
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == reference
-    assert _count(model) == 6_624_904  # torchvision docs: googlenet without aux heads
+    assert count_params(model) == 6_624_904  # torchvision docs: googlenet without aux heads
 
 
 def test_transform_input_hand_example() -> None:
@@ -343,8 +339,8 @@ def test_original_aux_heads_follow_section_5() -> None:
 def test_original_param_counts_with_and_without_aux() -> None:
     # Computed (tests/data/published_numbers.md); the paper says ~6.8M without the aux heads.
     with torch.device("meta"):
-        assert _count(create_model("googlenet_original")) == 13_378_280
-        assert _count(create_model("googlenet_original", aux_logits=False)) == 6_998_552
+        assert count_params(create_model("googlenet_original")) == 13_378_280
+        assert count_params(create_model("googlenet_original", aux_logits=False)) == 6_998_552
     assert model_info("googlenet_original").params == 13_378_280  # aux heads built by default
 
 
@@ -407,23 +403,6 @@ def test_original_training_output_and_aux_input_range() -> None:
 # --- both ---------------------------------------------------------------------------------------
 
 
-def _macs(model: nn.Module, size: tuple[int, int]) -> int:
-    total = 0
-
-    def hook(m: nn.Module, inputs: Any, out: Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += out[0].numel() * k
-        elif isinstance(m, nn.Linear):
-            total += m.in_features * m.out_features
-
-    for m in model.modules():
-        m.register_forward_hook(hook)
-    model.eval()(torch.empty(1, 3, *size, device="meta"))
-    return total
-
-
 @pytest.mark.parametrize("name", ["googlenet", "googlenet_original"])
 def test_macs_and_stage_reductions(name: str) -> None:
     info = model_info(name)
@@ -435,7 +414,7 @@ def test_macs_and_stage_reductions(name: str) -> None:
             modules[f.module].register_forward_hook(
                 lambda m, i, o, key=f.module: sizes.__setitem__(key, o.shape[-1])
             )
-        macs = _macs(model, (224, 224))
+        macs = count_macs_by_hooks(model, (3, 224, 224))
     if name == "googlenet":
         assert round(macs / 1e9, 3) == 1.498  # torchvision: 1.498 GFLOPS (= MACs)
     else:
