@@ -18,11 +18,13 @@ HEAVY = set(heavy_models())
 
 
 @functools.cache
-def _meta(name: str) -> nn.Module:
+def _meta(name: str) -> ClassifierModel:
     """The default build on the meta device (no memory, no init), shared by the read-only tests:
     the deepest nets take seconds to build even there."""
     with torch.device("meta"):
-        return create_model(name)
+        model = create_model(name)
+    assert isinstance(model, ClassifierModel)
+    return model
 
 
 def _mark(names: list[str]) -> list[Any]:
