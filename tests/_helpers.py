@@ -80,6 +80,19 @@ def logits(output: Any) -> Tensor:
     return output if isinstance(output, Tensor) else output[0]
 
 
+def randomise_batch_norms(model: nn.Module) -> None:
+    """Give every batch norm non-trivial statistics and affine parameters, so that a misplaced,
+    folded or frozen norm really shows."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+
+
 def heavy_models() -> list[str]:
     """Registered models whose real builds or forwards cost seconds on a 2-core CPU: 50M+
     parameters, or very deep at a small input (over a million MACs per input pixel:
