@@ -17,7 +17,7 @@ from cnnzoo.inspect.collect import build_meta
 ALL = list_models()
 TORCHVISION = [n for n in ALL if model_info(n).torchvision]
 # resnet1202 runs 600 blocks: seconds to trace, and the same blocks as resnet20.
-SLOW = {"resnet1202", "preact_resnet1001"}  # the 1001 likewise: 333 units
+SLOW = {"resnet1202"}
 
 # torchvision 0.28's documented GFLOPS (its weights metadata `_ops`), three decimals, as listed
 # in tests/data/published_numbers.md. Independent of the registry, so a wrong metadata entry is
