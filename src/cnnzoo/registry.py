@@ -25,6 +25,7 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "numbers",
     "register_model",
 ]
 
