@@ -633,10 +633,10 @@ class BNInception(ClassifierModel):
         self.conv3 = ConvBNReLU(64, STEM_CHANNELS, kernel_size=3, padding=1)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         channels = STEM_CHANNELS
-        self.modules_order: list[str] = []
+        self.inception_names: list[str] = []
         for key, spec in BN_INCEPTION_SPECS.items():
             self.add_module(f"inception{key}", BNInceptionModule(channels, spec))
-            self.modules_order.append(f"inception{key}")
+            self.inception_names.append(f"inception{key}")
             channels = spec.out_channels(channels)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
@@ -652,7 +652,7 @@ class BNInception(ClassifierModel):
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
-        for name in self.modules_order:
+        for name in self.inception_names:
             x = getattr(self, name)(x)
         return x
 

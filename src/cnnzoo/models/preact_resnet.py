@@ -152,7 +152,7 @@ class PreActResNet(PooledLinearHead):
     ``stem="cifar"``: one 3x3 conv (16 filters), no BN or ReLU after it (the first unit
     pre-activates). ``stem="imagenet"``: 7x7/2 conv 64, BN, ReLU, 3x3/2 max pool; the first unit
     then skips its own BN-ReLU (fb.resnet.torch's "no_preact"). Module names follow the ResNets:
-    conv1, [bn1,] layer1..layerN, bn_final, avgpool, fc.
+    conv1, stem, layer1..layerN, bn_final, relu_final, avgpool, fc.
     """
 
     def __init__(
@@ -218,12 +218,13 @@ class PreActResNet(PooledLinearHead):
             channels = out_channels
         # The appendix: an extra activation after the last unit's addition, before pooling.
         self.bn_final = nn.BatchNorm2d(channels)
+        self.relu_final = nn.ReLU(inplace=True)
         self.feature_info = [
             FeatureInfo(name, width * block.expansion, 2**i * (1 if stem == "cifar" else 4))
             for i, (name, width) in enumerate(zip(self.stages, planes, strict=True))
         ]
-        # The last stage's output is taken after bn_final's ReLU (forward_features' output).
-        self.feature_info[-1] = FeatureInfo("bn_final", channels, self.feature_info[-1].reduction)
+        # The last stage is tapped after the final BN-ReLU: forward_features' output.
+        self.feature_info[-1] = FeatureInfo("relu_final", channels, self.feature_info[-1].reduction)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
@@ -244,7 +245,8 @@ class PreActResNet(PooledLinearHead):
         x = self.stem(self.conv1(x))
         for name in self.stages:
             x = getattr(self, name)(x)
-        return F.relu(self.bn_final(x))
+        features: Tensor = self.relu_final(self.bn_final(x))
+        return features
 
 
 def _cifar(name: str, num_classes: int, in_channels: int, stride_in_1x1: bool) -> PreActResNet:
