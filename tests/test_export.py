@@ -153,7 +153,7 @@ PARITY = [
             not EXPORT_ALL, reason="very slow to export; CNNZOO_EXPORT_ALL=1 runs it"
         ),
     )
-    if n == "resnet1202"
+    if n in ("resnet1202", "preact_resnet1001")  # 1,001 layers: as slow (canon)
     else n
     for n in ALL
 ]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from cnnzoo import FeatureExtractor, create_model, list_models, model_info
 
 ALL = list_models()
-SLOW_TO_TRACE = {"resnet1202"}  # 1,200 convs: tracing alone takes seconds
+SLOW_TO_TRACE = {"resnet1202", "preact_resnet1001"}  # 1,000+ convs: seconds to trace
 
 
 def _stage_shapes(name: str, height: int, width: int) -> dict[str, tuple[int, ...]]:

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 
-__all__ = ["human_count", "text_table"]
+__all__ = ["closest_names", "did_you_mean", "human_count", "text_table"]
+
+
+def closest_names(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` known names close to ``name``: those that extend it first ("lenet" -> lenet5,
+    lenet5_modern), then the most similar (difflib ratio >= 0.5)."""
+    known = list(known)
+    extending = sorted(k for k in known if k.startswith(name))
+    similar = difflib.get_close_matches(name, known, n=n, cutoff=0.5)
+    return list(dict.fromkeys([*extending, *similar]))[:n]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ "; did you mean a, b?" for the names close to ``name``, or "" when none is: the one
+    suggestion format of every unknown-name error (models, layers, traced operations)."""
+    close = closest_names(name, known)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def human_count(n: int | float | None, digits: int = 2) -> str:

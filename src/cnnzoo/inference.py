@@ -19,14 +19,13 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._modes import eval_mode
 from cnnzoo.surgery.fuse import fuse_bn
 
 __all__ = [
@@ -143,17 +142,6 @@ class InferenceModule(nn.Module):
         return output
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[nn.Module]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
 def optimize_for_inference(
     model: nn.Module,
     example_input: Tensor,
@@ -184,7 +172,7 @@ def optimize_for_inference(
             RuntimeWarning,
             stacklevel=2,
         )
-    with torch.inference_mode(), _eval(model):
+    with torch.inference_mode(), eval_mode(model):
         reference = model(example_input)
     try:
         optimized = fuse_bn(model)
@@ -309,7 +297,7 @@ def count_macs(model: nn.Module, example: Tensor) -> int:
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
     try:
-        with torch.inference_mode(), _eval(model):
+        with torch.inference_mode(), eval_mode(model):
             model(example)
     finally:
         for handle in handles:

@@ -8,21 +8,24 @@ its meaning.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from torch import nn
 
+from cnnzoo._format import did_you_mean
+
 __all__ = [
     "ModelInfo",
+    "Numbers",
     "Paper",
     "create_model",
     "list_models",
     "model_info",
+    "numbers",
     "register_model",
 ]
 
@@ -35,9 +38,13 @@ class Paper:
     authors: str
     year: int
     link: str  # arXiv or DOI URL
+    # How the model relates to the paper when it is not the paper's own network (e.g. a course
+    # net that teaches the paper's pattern); empty for the paper's own models.
+    note: str = ""
 
     def cite(self) -> str:
-        return f"{self.authors} ({self.year}), {self.title}. {self.link}"
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.authors} ({self.year}), {self.title}. {self.link}{note}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,27 @@ class ModelInfo:
         return int(default)
 
 
+class Numbers(TypedDict):
+    """One row of a family's table of published numbers: parameters, MACs and their source.
+
+    A family file keeps these rows in a table beside its config tables and spreads a row into the
+    registration, with the family's shared metadata bound once in a partial::
+
+        _register = functools.partial(register_model, family="vgg", paper=..., input_size=...)
+        @_register(**NUMBERS["vgg11"], torchvision=True)
+        def vgg11(...): ...
+    """
+
+    params: int
+    macs: int | None
+    source: str
+
+
+def numbers(params: int, macs: int | None, source: str) -> Numbers:
+    """A row of a family's numbers table (see :class:`Numbers`), positional for short rows."""
+    return Numbers(params=params, macs=macs, source=source)
+
+
 _REGISTRY: dict[str, ModelInfo] = {}
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
@@ -83,7 +111,7 @@ def register_model(
     family: str,
     paper: Paper,
     input_size: tuple[int, int, int],
-    min_size: tuple[int, int],
+    min_size: tuple[int, int] | None = None,
     params: int,
     macs: int | None,
     source: str,
@@ -93,8 +121,13 @@ def register_model(
 ) -> Callable[[BuilderT], BuilderT]:
     """Register a model builder under ``name`` (default: the function's name).
 
+    ``min_size`` may be left out for a ``fixed_size`` model: it is then ``input_size``'s H x W.
     Raises ``ValueError`` if the name is taken: two builders must never share a name.
     """
+    if min_size is None:
+        if not fixed_size:
+            raise ValueError("min_size is needed unless fixed_size=True (then it is input_size's)")
+        min_size = (input_size[1], input_size[2])
 
     def decorator(builder: BuilderT) -> BuilderT:
         model_name = name or builder.__name__
@@ -134,11 +167,7 @@ def _ensure_models_loaded() -> None:
 
 
 def _unknown_model_error(name: str) -> ValueError:
-    # Names that extend what was typed ("lenet" -> lenet5, lenet5_modern) come first.
-    extending = sorted(n for n in _REGISTRY if n.startswith(name))
-    similar = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-    close = list(dict.fromkeys([*extending, *similar]))[:3]
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo list`"
+    hint = did_you_mean(name, _REGISTRY) or "; see `cnnzoo list`"
     return ValueError(f"unknown model {name!r}{hint}")
 
 

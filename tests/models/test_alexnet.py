@@ -8,50 +8,23 @@ tests/data/published_numbers.md for the computed numbers of ``alexnet_original``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _helpers import (
+    adaptive_avg_pool,
+    assert_trains,
+    count_macs,
+    count_macs_by_hooks,
+    count_params,
+    meta_model,
+)
 from cnnzoo import create_model, model_info
-from cnnzoo.models.alexnet import AlexNet, AlexNetOriginal
-
-
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _count_macs(model: nn.Module, size: tuple[int, int, int]) -> int:
-    """Conv + linear weight multiply-accumulates at batch 1 (torchvision's GFLOPS convention)."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):  # each output element: in/groups * kh * kw MACs
-            total += output.numel() * module.weight[0].numel()
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    for module in model.modules():
-        module.register_forward_hook(hook)
-    with torch.no_grad():
-        model(torch.zeros(1, *size, device=next(model.parameters()).device))
-    return total
-
-
-def adaptive_avg_pool(x: Tensor, out_h: int, out_w: int) -> Tensor:
-    """Adaptive average pooling written out: cell i averages floor(i*H/out)..ceil((i+1)*H/out)."""
-    h, w = x.shape[-2:]
-    rows = []
-    for i in range(out_h):
-        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
-        cells = []
-        for j in range(out_w):
-            c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
-            cells.append(x[..., r0:r1, c0:c1].mean(dim=(-2, -1)))
-        rows.append(torch.stack(cells, dim=-1))
-    return torch.stack(rows, dim=-2)
+from cnnzoo.models.alexnet import AlexNet, AlexNetOriginal, ZFNet
 
 
 def torchvision_alexnet_reference(sd: dict[str, Tensor], x: Tensor, train: bool = False) -> Tensor:
@@ -152,7 +125,7 @@ def test_alexnet_dropout_option_and_head() -> None:
 def test_alexnet_macs_round_to_published() -> None:
     with torch.device("meta"):
         model = create_model("alexnet")
-    macs = _count_macs(model, (3, 224, 224))
+    macs = count_macs_by_hooks(model, (3, 224, 224))
     assert macs == 714_188_480  # exact count
     assert round(macs / 1e9, 3) == 0.714 == model_info("alexnet").macs / 1e9  # torchvision docs
 
@@ -244,8 +217,8 @@ def test_original_convs_are_grouped_like_the_two_gpus(paper_alexnet: AlexNetOrig
 def test_original_groups_1_connects_everything() -> None:
     model = _meta_original(groups=1)
     # published_numbers.md: 62,378,344 ungrouped (60,965,224 grouped).
-    assert _count_params(model) == 62_378_344
-    assert _count_params(_meta_original()) == 60_965_224
+    assert count_params(model) == 62_378_344
+    assert count_params(_meta_original()) == 60_965_224
     assert model.features.conv2.weight.shape == (256, 96, 5, 5)
     assert model.features.conv5.weight.shape == (256, 384, 3, 3)
 
@@ -280,6 +253,107 @@ def test_original_reset_classifier_keeps_paper_init(paper_alexnet: AlexNetOrigin
 
 def test_original_macs_exact() -> None:
     # Computed 0.724 GMACs (published_numbers.md); the registry holds the exact count.
-    macs = _count_macs(_meta_original(), (3, 227, 227))
+    macs = count_macs_by_hooks(_meta_original(), (3, 227, 227))
     assert macs == model_info("alexnet_original").macs == 724_406_816
     assert round(macs / 1e9, 3) == 0.724
+
+
+# --- ZFNet (Zeiler & Fergus 2013) -----------------------------------------------------------
+
+
+def _zfnet(**kwargs: Any) -> ZFNet:
+    return meta_model("zfnet", ZFNet, **kwargs)
+
+
+def test_zfnet_maps_and_filters_follow_figure_3() -> None:
+    # Fig. 3 at a 224 crop: layer 1 96@110 -> pool 55; layer 2 256@26 -> pool 13; layers 3-5
+    # 384, 384, 256 @13; pool 6x6; fc 4096, 4096.
+    model = _zfnet().eval()
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, module in model.features.named_children():
+        module.register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
+    model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert {k: v for k, v in shapes.items() if k.startswith(("conv", "pool"))} == {
+        "conv1": (96, 110, 110),
+        "pool1": (96, 55, 55),
+        "conv2": (256, 26, 26),
+        "pool2": (256, 13, 13),
+        "conv3": (384, 13, 13),
+        "conv4": (384, 13, 13),
+        "conv5": (256, 13, 13),
+        "pool5": (256, 6, 6),
+    }
+    conv1, conv2 = model.features.conv1, model.features.conv2
+    assert (conv1.kernel_size, conv1.stride) == ((7, 7), (2, 2))  # sec. 4.1: not 11x11/4
+    assert (conv2.kernel_size, conv2.stride) == ((5, 5), (2, 2))
+    assert all(m.groups == 1 for m in model.modules() if isinstance(m, nn.Conv2d))  # one GPU
+    fcs = [m.out_features for m in model.classifier if isinstance(m, nn.Linear)]
+    assert fcs == [4096, 4096, 1000]
+
+
+def test_zfnet_pools_then_normalises_in_layers_1_and_2() -> None:
+    # Fig. 3 (and sec. 3): conv -> relu -> max pool -> contrast normalisation.
+    names = [name for name, _ in _zfnet().features.named_children()]
+    assert names == [
+        "conv1", "relu1", "pool1", "norm1",
+        "conv2", "relu2", "pool2", "norm2",
+        "conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5",
+    ]  # fmt: skip
+
+
+def test_zfnet_params_by_hand_and_macs() -> None:
+    # (in * k * k + 1) * out per conv, (in + 1) * out per fc.
+    convs = [(3, 7, 96), (96, 5, 256), (256, 3, 384), (384, 3, 384), (384, 3, 256)]
+    fcs = [(256 * 6 * 6, 4096), (4096, 4096), (4096, 1000)]
+    by_hand = sum((c * k * k + 1) * o for c, k, o in convs) + sum((i + 1) * o for i, o in fcs)
+    assert by_hand == count_params(_zfnet()) == model_info("zfnet").params == 62_357_608
+    assert count_macs(_zfnet(), (3, 224, 224)) == model_info("zfnet").macs
+
+
+def _zfnet_reference(sd: dict[str, Tensor], x: Tensor) -> Tensor:
+    """ZFNet's eval forward from its state_dict, written out from Fig. 3."""
+
+    def lrn(t: Tensor) -> Tensor:  # AlexNet's sec. 3.3 constants (PyTorch's alpha / n form)
+        return F.local_response_norm(t, 5, alpha=5e-4, beta=0.75, k=2.0)
+
+    def conv(t: Tensor, name: str, stride: int, padding: int) -> Tensor:
+        w, b = sd[f"features.{name}.weight"], sd[f"features.{name}.bias"]
+        return F.relu(F.conv2d(t, w, b, stride, padding))
+
+    x = lrn(F.max_pool2d(conv(x, "conv1", 2, 1), 3, 2, ceil_mode=True))
+    x = lrn(F.max_pool2d(conv(x, "conv2", 2, 0), 3, 2, ceil_mode=True))
+    x = conv(conv(conv(x, "conv3", 1, 1), "conv4", 1, 1), "conv5", 1, 1)
+    x = adaptive_avg_pool(F.max_pool2d(x, 3, 2, ceil_mode=True), 6, 6).flatten(1)
+    x = F.relu(F.linear(x, sd["classifier.fc6.weight"], sd["classifier.fc6.bias"]))
+    x = F.relu(F.linear(x, sd["classifier.fc7.weight"], sd["classifier.fc7.bias"]))
+    return F.linear(x, sd["classifier.fc8.weight"], sd["classifier.fc8.bias"])
+
+
+def test_zfnet_matches_functional_reference() -> None:
+    model = create_model("zfnet", num_classes=10).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # O(1) activations, so a wrong layer shows
+            p.copy_(torch.randn_like(p) / math.sqrt(p[0].numel() if p.dim() > 1 else 10))
+        x = torch.randn(2, 3, 97, 83)  # pool5 3x2: the adaptive pool repeats cells
+        torch.testing.assert_close(model(x), _zfnet_reference(model.state_dict(), x))
+
+
+def test_zfnet_init_and_reset_follow_section_3() -> None:
+    model = create_model("zfnet", num_classes=10)
+    model.reset_classifier(7)
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert module.weight.std().item() == pytest.approx(0.01, rel=0.1), name
+            assert torch.all(module.bias == 0), name
+    assert model.get_classifier().weight.shape == (7, 4096)
+
+
+@pytest.mark.slow  # 58M parameters: each optimizer step costs seconds on a shared 2-core CPU
+def test_zfnet_trains() -> None:
+    # CIFAR-like colour input at 48x48 (the smallest it takes is 47). The paper's N(0, 0.01)
+    # init starts slowly (the logits are ~0), so the bar is a 5% drop in four Adam steps.
+    model = create_model("zfnet", num_classes=10, dropout=0.0)
+    x, y = torch.randn(8, 3, 48, 48), torch.arange(8) % 10
+    assert_trains(model, x, y, steps=4, lr=3e-4, factor=0.95)

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from _helpers import count_params, heavy_models, logits
 from cnnzoo import ClassifierModel, create_model, list_models, model_info
 
 ALL = list_models()
 TORCHVISION = [n for n in ALL if model_info(n).torchvision]
-# Models whose real builds cost seconds on a 2-core CPU (100M+ parameters or very deep).
-HEAVY = {n for n in ALL if model_info(n).params > 50_000_000 or n in {"resnet1202"}}
+HEAVY = set(heavy_models())
+
+
+@functools.cache
+def _meta(name: str) -> ClassifierModel:
+    """The default build on the meta device (no memory, no init), shared by the read-only tests:
+    the deepest nets take seconds to build even there."""
+    with torch.device("meta"):
+        model = create_model(name)
+    assert isinstance(model, ClassifierModel)
+    return model
 
 
 def _mark(names: list[str]) -> list[Any]:
@@ -55,12 +66,15 @@ PUBLISHED_PARAMS = {
     "resnet44": 658_586,
     "resnet56": 853_018,
     "resnet110": 1_727_962,
+    # He et al. 2016 (Identity Mappings), sec. 4: "1.7M" and "10.2M"; exact counts computed
+    # (tests/models/test_preact_resnet.py checks the rounding and why the 1001's differs).
+    "preact_resnet164": 1_703_258,
+    "preact_resnet1001": 10_327_706,
+    # Computed from Zeiler & Fergus 2013 Fig. 3 and Ioffe & Szegedy 2015 Figure 5 (the papers
+    # print no totals; published_numbers.md).
+    "zfnet": 62_357_608,
+    "bn_inception": 11_285_224,
 }
-
-
-def _logits(output: Any) -> Tensor:
-    """The main logits from a plain tensor or a torchvision-style namedtuple."""
-    return output if isinstance(output, Tensor) else output[0]
 
 
 def _all_outputs(output: Any) -> list[Tensor]:
@@ -69,16 +83,11 @@ def _all_outputs(output: Any) -> list[Tensor]:
     return [t for t in output if isinstance(t, Tensor)]
 
 
-def _count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_param_count_matches_metadata(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):  # no memory, no init: counting is free even for VGG-19
-        model = create_model(name)
-    assert _count_params(model) == info.params, info.source
+    model = _meta(name)  # no memory, no init: counting is free even for VGG-19
+    assert count_params(model) == info.params, info.source
     if name in PUBLISHED_PARAMS:
         assert info.params == PUBLISHED_PARAMS[name]
     assert info.source, "every published number names its source"
@@ -87,8 +96,7 @@ def test_param_count_matches_metadata(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_model_describes_itself(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):
-        model = create_model(name)
+    model = _meta(name)
     assert isinstance(model, ClassifierModel)
     assert model.model_name == name
     assert model.num_classes == info.num_classes
@@ -152,7 +160,7 @@ def test_smallest_input_works_and_one_pixel_less_is_a_clear_error(name: str) -> 
     c = info.input_size[0]
     h, w = info.min_size
     with torch.no_grad():
-        assert _logits(model(torch.randn(1, c, h, w))).shape == (1, info.num_classes)
+        assert logits(model(torch.randn(1, c, h, w))).shape == (1, info.num_classes)
         for smaller in ((h - 1, w), (h, w - 1)):
             if min(smaller) < 1:
                 continue
@@ -168,8 +176,7 @@ def test_smallest_input_works_and_one_pixel_less_is_a_clear_error(name: str) -> 
 @pytest.mark.parametrize("name", _mark(ALL))
 def test_wrong_channels_and_rank_are_clear_errors(name: str) -> None:
     info = model_info(name)
-    with torch.device("meta"):
-        model = create_model(name)
+    model = _meta(name)
     c, h, w = info.input_size
     with pytest.raises(ValueError, match=rf"{name} was built for {c} input channels, got {c + 1}"):
         model(torch.empty(1, c + 1, h, w, device="meta"))
@@ -180,14 +187,32 @@ def test_wrong_channels_and_rank_are_clear_errors(name: str) -> None:
 @pytest.mark.parametrize("name", _mark(ALL))
 def test_reset_classifier(name: str) -> None:
     info = model_info(name)
-    model = create_model(name).eval()
+    # float64 (issue #12: a .double() ResNet got a float32 fc and its forward failed).
+    model = create_model(name).double().eval()
     model.reset_classifier(3)
     assert model.num_classes == 3
     head = model.get_classifier()
     assert any(m is head for m in model.modules())
     size = info.input_size[1:] if info.fixed_size else info.min_size
+    x = torch.randn(1, info.input_size[0], *size, dtype=torch.float64)
     with torch.no_grad():
-        assert _logits(model(torch.randn(1, info.input_size[0], *size))).shape == (1, 3)
+        out = logits(model(x))
+    assert out.shape == (1, 3) and out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reset_classifier_keeps_every_tensor_on_the_models_device_and_dtype(name: str) -> None:
+    # Every registered model (aux heads included): the new layers are built where the old ones
+    # lived, in their dtype. The meta device stands for any non-default device (a default-built
+    # layer would land on the CPU) and costs nothing even for VGG-19.
+    with torch.device("meta"):
+        model = create_model(name)
+    model = model.to(torch.float64)
+    model.reset_classifier(5)
+    for tensor_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        assert tensor.device.type == "meta", f"{tensor_name} left the model's device"
+        if tensor.is_floating_point():
+            assert tensor.dtype == torch.float64, f"{tensor_name} is {tensor.dtype}"
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -200,7 +225,7 @@ def test_torchvision_state_dict_keys_and_shapes(
     if name in torchvision_state_dicts:
         reference = torchvision_state_dicts[name]
         assert ours == reference["state_dict"]
-        assert _count_params(model) == reference["num_params"]
+        assert count_params(model) == reference["num_params"]
     else:
         # resnext101_32x8d and wide_resnet101_2 are not in the reference file: their keys follow
         # the 101-layer pattern of resnet101 with the same shapes apart from the widths.

@@ -18,11 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _helpers import assert_trains, count_macs, count_macs_by_hooks, count_params, meta_model
 from cnnzoo import create_model, model_info
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models.googlenet import (
     AUX_INPUT_RANGE_ORIGINAL,
+    BN_INCEPTION_SPECS,
     INCEPTION_SPECS,
+    BNInception,
+    ConvBNReLU,
     GoogLeNet,
     GoogLeNetOriginal,
     GoogLeNetOutputs,
@@ -32,10 +36,6 @@ from cnnzoo.models.googlenet import (
 
 State = dict[str, Tensor]
 STAGES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _scramble_(model: nn.Module) -> nn.Module:
@@ -227,7 +227,7 @@ def test_without_aux_heads_training_returns_a_tensor_and_keys_lose_aux(
         if not k.startswith(("aux1.", "aux2."))
     ]
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == reference
-    assert _count(model) == 6_624_904  # torchvision docs: googlenet without aux heads
+    assert count_params(model) == 6_624_904  # torchvision docs: googlenet without aux heads
 
 
 def test_transform_input_hand_example() -> None:
@@ -339,8 +339,8 @@ def test_original_aux_heads_follow_section_5() -> None:
 def test_original_param_counts_with_and_without_aux() -> None:
     # Computed (tests/data/published_numbers.md); the paper says ~6.8M without the aux heads.
     with torch.device("meta"):
-        assert _count(create_model("googlenet_original")) == 13_378_280
-        assert _count(create_model("googlenet_original", aux_logits=False)) == 6_998_552
+        assert count_params(create_model("googlenet_original")) == 13_378_280
+        assert count_params(create_model("googlenet_original", aux_logits=False)) == 6_998_552
     assert model_info("googlenet_original").params == 13_378_280  # aux heads built by default
 
 
@@ -403,23 +403,6 @@ def test_original_training_output_and_aux_input_range() -> None:
 # --- both ---------------------------------------------------------------------------------------
 
 
-def _macs(model: nn.Module, size: tuple[int, int]) -> int:
-    total = 0
-
-    def hook(m: nn.Module, inputs: Any, out: Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += out[0].numel() * k
-        elif isinstance(m, nn.Linear):
-            total += m.in_features * m.out_features
-
-    for m in model.modules():
-        m.register_forward_hook(hook)
-    model.eval()(torch.empty(1, 3, *size, device="meta"))
-    return total
-
-
 @pytest.mark.parametrize("name", ["googlenet", "googlenet_original"])
 def test_macs_and_stage_reductions(name: str) -> None:
     info = model_info(name)
@@ -431,7 +414,7 @@ def test_macs_and_stage_reductions(name: str) -> None:
             modules[f.module].register_forward_hook(
                 lambda m, i, o, key=f.module: sizes.__setitem__(key, o.shape[-1])
             )
-        macs = _macs(model, (224, 224))
+        macs = count_macs_by_hooks(model, (3, 224, 224))
     if name == "googlenet":
         assert round(macs / 1e9, 3) == 1.498  # torchvision: 1.498 GFLOPS (= MACs)
     else:
@@ -449,3 +432,110 @@ def test_reset_classifier_also_resizes_the_aux_heads(name: str) -> None:
         model.reset_classifier(5)
         out = model.train()(torch.empty(2, 3, 224, 224))
     assert [t.shape for t in out] == [(2, 5)] * 3
+
+
+# --- BN-Inception (Ioffe & Szegedy 2015, Appendix, Figure 5) ------------------------------
+
+# Figure 5's rows, copied column by column: #1x1, #3x3 reduce, #3x3, double #3x3 reduce,
+# double #3x3, pool type, pool projection (0: "pass through"), stride.
+FIGURE_5 = {
+    "3a": (64, 64, 64, 64, 96, "avg", 32, 1),
+    "3b": (64, 64, 96, 64, 96, "avg", 64, 1),
+    "3c": (0, 128, 160, 64, 96, "max", 0, 2),
+    "4a": (224, 64, 96, 96, 128, "avg", 128, 1),
+    "4b": (192, 96, 128, 96, 128, "avg", 128, 1),
+    "4c": (160, 128, 160, 128, 160, "avg", 128, 1),
+    "4d": (96, 128, 192, 160, 192, "avg", 128, 1),
+    "4e": (0, 128, 192, 192, 256, "max", 0, 2),
+    "5a": (352, 192, 320, 160, 224, "avg", 128, 1),
+    "5b": (352, 192, 320, 192, 224, "max", 128, 1),
+}
+# Output grid and channels at 224. The printed output column says 576 for 4c/4d and 1024 for 4e;
+# the branch columns add up to 608 and 1056 (see BN_INCEPTION_SPECS).
+BN_INCEPTION_OUTPUTS = {
+    "3a": (256, 28), "3b": (320, 28), "3c": (576, 14), "4a": (576, 14), "4b": (576, 14),
+    "4c": (608, 14), "4d": (608, 14), "4e": (1056, 7), "5a": (1024, 7), "5b": (1024, 7),
+}  # fmt: skip
+
+
+def test_bn_inception_table_is_figure_5() -> None:
+    assert {k: tuple(v) for k, v in BN_INCEPTION_SPECS.items()} == FIGURE_5
+
+
+def test_bn_inception_grids_and_channels_at_224() -> None:
+    model = meta_model("bn_inception", BNInception).eval()
+    shapes: dict[str, tuple[int, int]] = {}
+    for key in FIGURE_5:
+        getattr(model, f"inception{key}").register_forward_hook(
+            lambda m, i, o, key=key: shapes.__setitem__(key, (o.shape[1], o.shape[2]))
+        )
+    model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert shapes == BN_INCEPTION_OUTPUTS
+
+
+def test_bn_inception_has_bn_before_every_relu_and_no_5x5() -> None:
+    model = meta_model("bn_inception", BNInception)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.kernel_size in ((1, 1), (3, 3)) for c in convs[1:])  # conv1 is the 7x7 stem
+    assert convs[0].kernel_size == (7, 7) and convs[0].stride == (2, 2)
+    assert all(c.bias is None for c in convs)  # BN's shift replaces the bias
+    units = [m for m in model.modules() if isinstance(m, ConvBNReLU)]
+    assert len(units) == len(convs)
+    assert all(isinstance(u.bn, nn.BatchNorm2d) and isinstance(u.relu, nn.ReLU) for u in units)
+    assert not any("aux" in n for n, _ in model.named_modules())  # Figure 5 lists none
+
+
+def test_bn_inception_params_by_hand_and_macs() -> None:
+    # Each conv-BN unit: in * k * k * out weights + 2 * out BN; the stem, then Figure 5's rows.
+    def unit(c_in: int, c_out: int, k: int) -> int:
+        return c_in * k * k * c_out + 2 * c_out
+
+    total, c = unit(3, 64, 7) + unit(64, 64, 1) + unit(64, 192, 3), 192
+    for c1, r3, c3, rd, d3, _, proj, _ in FIGURE_5.values():
+        total += (unit(c, c1, 1) if c1 else 0) + unit(c, r3, 1) + unit(r3, c3, 3)
+        total += (
+            unit(c, rd, 1) + unit(rd, d3, 3) + unit(d3, d3, 3) + (unit(c, proj, 1) if proj else 0)
+        )
+        c = c1 + c3 + d3 + (proj or c)
+    total += (c + 1) * 1000  # fc
+    info = model_info("bn_inception")
+    assert total == info.params == count_params(meta_model("bn_inception", BNInception))
+    assert count_macs(meta_model("bn_inception", BNInception), info.input_size) == info.macs
+
+
+def _conv_bn_relu(x: Tensor, unit: ConvBNReLU) -> Tensor:
+    conv, bn = unit.conv, unit.bn
+    assert bn.running_mean is not None and bn.running_var is not None
+    y = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)
+    return F.relu(F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps))
+
+
+@pytest.mark.parametrize("key", ["3c", "4a", "5b"])  # stride-2 pass-through, avg + proj, max + proj
+def test_bn_inception_module_matches_functional_reference(key: str) -> None:
+    model = create_model("bn_inception").eval()
+    _scramble_(model)
+    module = getattr(model, f"inception{key}")
+    spec = BN_INCEPTION_SPECS[key]
+    c_in = module.branch2[0].conv.in_channels
+    x = torch.randn(1, c_in, 9, 7)  # odd sizes: every branch must give ceil(H / stride)
+    s = spec.stride
+    with torch.no_grad():
+        branches = []
+        if module.branch1 is not None:
+            branches.append(_conv_bn_relu(x, module.branch1))
+        branches.append(_conv_bn_relu(_conv_bn_relu(x, module.branch2[0]), module.branch2[1]))
+        d = x
+        for unit in module.branch3:
+            d = _conv_bn_relu(d, unit)
+        branches.append(d)
+        pooled = F.avg_pool2d(x, 3, s, 1) if spec.pool == "avg" else F.max_pool2d(x, 3, s, 1)
+        branches.append(_conv_bn_relu(pooled, module.branch4[1]) if spec.pool_proj else pooled)
+        reference = torch.cat(branches, 1)
+        _assert_same(module(x), reference)
+    assert reference.shape[1:] == (spec.out_channels(c_in), -(-9 // s), -(-7 // s))
+
+
+def test_bn_inception_trains_on_cifar_shaped_input() -> None:
+    model = create_model("bn_inception", num_classes=10)
+    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.0  # sec. 4.2.1
+    assert_trains(model, torch.randn(8, 3, 32, 32), torch.arange(8) % 10, steps=6)

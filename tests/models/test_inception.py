@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _helpers import count_macs_by_hooks, count_params
 from cnnzoo import create_model, model_info
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models.inception import (
@@ -34,10 +35,6 @@ from cnnzoo.models.inception import (
 )
 
 State = dict[str, Tensor]
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _scramble_(model: nn.Module) -> nn.Module:
@@ -278,7 +275,7 @@ def test_without_aux_head_keys_lose_auxlogits(torchvision_state_dicts: dict[str,
         if not k.startswith("AuxLogits.")
     ]
     assert [[k, list(v.shape)] for k, v in model.state_dict().items()] == reference
-    assert _count(model) == 23_834_568  # torchvision docs: inception_v3 without the aux head
+    assert count_params(model) == 23_834_568  # torchvision docs: inception_v3 without the aux head
 
 
 def test_transform_input_hand_example_and_placement(scrambled_v3: Inception3) -> None:
@@ -330,23 +327,6 @@ def test_constructor_arguments() -> None:
     assert defaults.dropout.p == 0.5 and defaults.aux_logits and not defaults.transform_input
 
 
-def _macs(model: nn.Module, size: tuple[int, int]) -> int:
-    total = 0
-
-    def hook(m: nn.Module, inputs: Any, out: Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += out[0].numel() * k
-        elif isinstance(m, nn.Linear):
-            total += m.in_features * m.out_features
-
-    for m in model.modules():
-        m.register_forward_hook(hook)
-    model.eval()(torch.empty(1, 3, *size, device="meta"))
-    return total
-
-
 def test_macs_and_stage_reductions() -> None:
     info = model_info("inception_v3")
     with torch.device("meta"):
@@ -357,7 +337,7 @@ def test_macs_and_stage_reductions() -> None:
             modules[f.module].register_forward_hook(
                 lambda m, i, o, key=f.module: sizes.__setitem__(key, o.shape[-1])
             )
-        macs = _macs(model, info.input_size[1:])
+        macs = count_macs_by_hooks(model, info.input_size)
     assert round(macs / 1e9, 3) == info.macs / 1e9 == 5.713  # torchvision: 5.713 GFLOPS (= MACs)
     # Unpadded layers make the maps 147, 71, 35, 17, 8: the nominal reductions 2 ... 32.
     assert sizes == {

@@ -6,14 +6,13 @@ tests/data/published_numbers.md (60,000 params, C3 1,516, 340,908 connections).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from _helpers import count_params
 from cnnzoo.models.lenet import (
     C3_TABLE,
     ConnectionTableConv2d,
@@ -27,19 +26,6 @@ from cnnzoo.models.lenet import (
     rbf_centres,
 )
 from cnnzoo.registry import create_model, model_info
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: with the 2 shared cores, several intra-op threads only contend (30x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def _output_shapes(model: nn.Module, x: Tensor, names: list[str]) -> dict[str, tuple[int, ...]]:
@@ -81,7 +67,7 @@ def test_c3_table_is_papers_table_i() -> None:
 
 def test_c3_has_1516_params_one_kernel_per_connection() -> None:
     model = LeNet5()
-    assert _n_params(model.c3) == 1_516  # paper: 60 x 25 weights + 16 biases
+    assert count_params(model.c3) == 1_516  # paper: 60 x 25 weights + 16 biases
     assert model.c3.weight.shape == (60, 5, 5)
     dense = model.c3.dense_weight()
     for j in range(16):
@@ -219,7 +205,7 @@ def test_lenet5_layer_sizes_and_params_match_the_paper() -> None:
         "f6": (84,),
         "output": (10,),
     }
-    per_layer = {name: _n_params(getattr(model, name)) for name in names}
+    per_layer = {name: count_params(getattr(model, name)) for name in names}
     assert per_layer == {
         "c1": 156,
         "s2": 12,
@@ -229,7 +215,7 @@ def test_lenet5_layer_sizes_and_params_match_the_paper() -> None:
         "f6": 10_164,
         "output": 0,
     }
-    assert _n_params(model) == 60_000
+    assert count_params(model) == 60_000
 
 
 def test_lenet5_connections_340908_and_macs() -> None:
@@ -326,7 +312,7 @@ def test_lenet5_reset_classifier_builds_new_centres() -> None:
     assert model.get_classifier() is model.output
     assert model.output.centres.shape == (5, 84)
     assert model(torch.randn(1, 1, 32, 32)).shape == (1, 5)
-    assert _n_params(model) == 60_000
+    assert count_params(model) == 60_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,8 +345,8 @@ def test_lenet5_modern_pool_argument(pool: str, kind: type[nn.Module]) -> None:
     model = create_model("lenet5_modern", pool=pool)
     assert isinstance(model, LeNet5Modern)
     assert isinstance(model.s2, kind) and isinstance(model.s4, kind)
-    assert _n_params(model) == 61_706
-    assert _n_params(model.c3) == 6 * 16 * 25 + 16  # full C3
+    assert count_params(model) == 61_706
+    assert count_params(model.c3) == 6 * 16 * 25 + 16  # full C3
     x = torch.randn(1, 1, 32, 32)
     sd = model.state_dict()
     pool_fn = F.avg_pool2d if pool == "avg" else F.max_pool2d

@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from _helpers import count_macs, meta_model
 from cnnzoo import create_model, model_info
 from cnnzoo.models.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -29,18 +29,8 @@ BLOCKS = {
 }
 
 
-def _macs(model: nn.Module, size: tuple[int, int] = (224, 224)) -> int:
-    """Conv + linear multiply-accumulates at batch 1, counted by PyTorch (FLOPs / 2)."""
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        model.eval()(torch.empty(1, 3, *size))
-    return int(counter.get_total_flops()) // 2
-
-
 def _meta(name: str, **kwargs: Any) -> ResNet:
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
-    assert isinstance(model, ResNet)
-    return model
+    return meta_model(name, ResNet, **kwargs)
 
 
 def _randomise_norms(model: nn.Module) -> None:
@@ -252,10 +242,10 @@ def test_v1_puts_the_stride_on_the_first_1x1(name: str, v1_gmacs: float, v15_gma
     assert [(k, v.shape) for k, v in v1.state_dict().items()] == [
         (k, v.shape) for k, v in v15.state_dict().items()
     ]
-    v15_macs = _macs(v15)
+    v15_macs = count_macs(v15, (3, 224, 224))
     assert v15_macs == model_info(name).macs
     assert round(v15_macs / 1e9, 3) == v15_gmacs
-    assert round(_macs(v1) / 1e9, 3) == v1_gmacs
+    assert round(count_macs(v1, (3, 224, 224)) / 1e9, 3) == v1_gmacs
 
 
 def test_v1_is_v15_for_basic_blocks() -> None:
@@ -263,7 +253,11 @@ def test_v1_is_v15_for_basic_blocks() -> None:
     assert [m.stride for m in v1.modules() if isinstance(m, nn.Conv2d)] == [
         m.stride for m in v15.modules() if isinstance(m, nn.Conv2d)
     ]
-    assert _macs(v1) == _macs(v15) == model_info("resnet18").macs
+    assert (
+        count_macs(v1, (3, 224, 224))
+        == count_macs(v15, (3, 224, 224))
+        == model_info("resnet18").macs
+    )
 
 
 @pytest.mark.parametrize(
@@ -278,7 +272,7 @@ def test_v1_is_v15_for_basic_blocks() -> None:
     ],
 )
 def test_macs_match_torchvision_docs(name: str, gmacs: float) -> None:
-    macs = _macs(_meta(name))
+    macs = count_macs(_meta(name), (3, 224, 224))
     assert macs == model_info(name).macs
     decimals = len(str(gmacs).split(".")[1])
     assert round(macs / 1e9, decimals) == gmacs  # torchvision docs "GFLOPS" (= MACs)

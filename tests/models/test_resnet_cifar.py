@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from _helpers import count_macs, count_params, meta_model
 from cnnzoo import create_model, model_info
 from cnnzoo.models.resnet import BasicBlock
 from cnnzoo.models.resnet_cifar import CifarResNet, ZeroPadShortcut
@@ -35,14 +35,7 @@ PAPER_TABLE6_PARAMS = {  # millions, as printed
 
 
 def _meta(name: str, **kwargs: Any) -> CifarResNet:
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
-    assert isinstance(model, CifarResNet)
-    return model
-
-
-def _params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return meta_model(name, CifarResNet, **kwargs)
 
 
 @pytest.mark.parametrize("size", [8, 7, 1])
@@ -74,9 +67,9 @@ def test_option_a_block_is_conv_branch_plus_padded_identity() -> None:
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_param_counts_for_both_shortcut_options(name: str) -> None:
     _, option_a, option_b, _ = PUBLISHED[name]
-    assert _params(_meta(name)) == option_a == model_info(name).params
+    assert count_params(_meta(name)) == option_a == model_info(name).params
     model_b = _meta(name, shortcut="B")
-    assert _params(model_b) == option_b
+    assert count_params(model_b) == option_b
     projections = {
         n: m
         for n, m in model_b.named_modules()
@@ -94,7 +87,7 @@ def test_depth_and_paper_param_count(name: str) -> None:
     # 6n + 2 weighted layers: the first conv, 2n 3x3 convs per stage, the fc (sec. 4.2).
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) + 1 == depth and all(c.kernel_size == (3, 3) for c in convs)
-    assert round(_params(model) / 1e6, 2 if depth < 100 else 1) == PAPER_TABLE6_PARAMS[name]
+    assert round(count_params(model) / 1e6, 2 if depth < 100 else 1) == PAPER_TABLE6_PARAMS[name]
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
@@ -102,9 +95,7 @@ def test_macs(name: str) -> None:
     *_, mmacs = PUBLISHED[name]
     counts = {}
     for shortcut in ("A", "B"):
-        with torch.device("meta"), FlopCounterMode(display=False) as counter:
-            _meta(name, shortcut=shortcut).eval()(torch.empty(1, 3, 32, 32))
-        counts[shortcut] = int(counter.get_total_flops()) // 2
+        counts[shortcut] = count_macs(_meta(name, shortcut=shortcut), (3, 32, 32))
     assert counts["A"] == model_info(name).macs
     assert round(counts["A"] / 1e6, 2) == mmacs
     # Option B adds only its two projections: 16->32 on 16x16 and 32->64 on 8x8.

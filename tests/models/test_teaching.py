@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,15 +10,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnzoo.models.teaching import TeachingCNN
 from cnnzoo.registry import create_model, model_info
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: with the 2 shared cores, several intra-op threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _build(name: str) -> TeachingCNN:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _helpers import adaptive_avg_pool, count_macs_by_hooks
 from cnnzoo import create_model, list_models, model_info
 from cnnzoo.models.vgg import CONFIGS, VGG
 
@@ -29,38 +30,6 @@ def _meta_vgg(name: str, **kwargs: int | float | bool) -> VGG:
         model = create_model(name, **kwargs)
     assert isinstance(model, VGG)
     return model
-
-
-def _count_macs(model: nn.Module, size: tuple[int, int, int]) -> int:
-    """Conv + linear weight multiply-accumulates at batch 1 (torchvision's GFLOPS convention)."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):  # each output element: in/groups * kh * kw MACs
-            total += output.numel() * module.weight[0].numel()
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    for module in model.modules():
-        module.register_forward_hook(hook)
-    with torch.no_grad():
-        model(torch.zeros(1, *size, device=next(model.parameters()).device))
-    return total
-
-
-def adaptive_avg_pool(x: Tensor, out_h: int, out_w: int) -> Tensor:
-    """Adaptive average pooling written out: cell i averages floor(i*H/out)..ceil((i+1)*H/out)."""
-    h, w = x.shape[-2:]
-    rows = []
-    for i in range(out_h):
-        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
-        cells = []
-        for j in range(out_w):
-            c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
-            cells.append(x[..., r0:r1, c0:c1].mean(dim=(-2, -1)))
-        rows.append(torch.stack(cells, dim=-1))
-    return torch.stack(rows, dim=-2)
 
 
 def batch_norm(x: Tensor, sd: dict[str, Tensor], key: str, train: bool) -> Tensor:
@@ -284,7 +253,7 @@ def test_constructor_options_and_head() -> None:
 def test_macs(name: str) -> None:
     info = model_info(name)
     assert info.macs is not None
-    macs = _count_macs(_meta_vgg(name), info.input_size)
+    macs = count_macs_by_hooks(_meta_vgg(name), info.input_size)
     if info.torchvision:  # torchvision documents GFLOPS (= MACs) to three decimals
         assert round(macs / 1e9, 3) == info.macs / 1e9
     else:  # vgg16_c: the exact count

@@ -8,6 +8,7 @@ from cnnzoo.models import (  # noqa: F401  (imported for their @register_model s
     lenet,
     mobilenet,
     nin,
+    preact_resnet,
     resnet,
     resnet_cifar,
     squeezenet,

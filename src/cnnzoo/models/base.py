@@ -7,13 +7,37 @@ torchvision's state_dict exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ClassifierModel", "FeatureInfo"]
+__all__ = ["ClassifierModel", "FeatureInfo", "new_linear_like"]
+
+
+def new_linear_like(
+    old: nn.Module, out_features: int, init: Callable[[nn.Linear], None] | None = None
+) -> nn.Linear:
+    """A fresh Linear for ``reset_classifier``: ``old``'s in-features, bias, device and dtype.
+
+    Built directly on ``old``'s device and dtype (no float32 CPU detour): a ``.double()`` model
+    keeps a float64 head, a CUDA model a CUDA head, a meta-device model a meta head. ``init``
+    re-applies the family's own initialisation; without it PyTorch's default Linear init stays.
+    """
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"expected the old classifier to be nn.Linear, got {type(old).__name__}")
+    new = nn.Linear(
+        old.in_features,
+        out_features,
+        bias=old.bias is not None,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    if init is not None:
+        init(new)
+    return new
 
 
 @dataclass(frozen=True)

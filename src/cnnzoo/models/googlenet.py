@@ -10,6 +10,9 @@ module, Figure 2b), sec. 5 (the network, Table 1, Figure 3, the auxiliary classi
 - ``googlenet_original`` is the paper's network: true 5x5 branches, conv biases, ReLU, no BN, LRN
   after the first max pool and after the 3x3 conv of the stem, 3x3/2 max pools throughout, and the
   aux heads of sec. 5 with their fixed 5x5/3 average pool.
+- ``bn_inception`` is GoogLeNet as Ioffe & Szegedy (2015) rebuilt it for batch normalisation
+  (BN-Inception, also called Inception v2): BN before every ReLU, each 5x5 replaced by two 3x3,
+  three 28x28 modules, stride-2 modules instead of pools between stages (Appendix, Figure 5).
 
 Both read their Inception modules from one table (``INCEPTION_SPECS``, the rows of Table 1) and
 share the trunk order and outputs: in training mode with aux heads, ``GoogLeNetOutputs(logits,
@@ -20,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +33,17 @@ from torch import Tensor, nn
 
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "AUX_LOSS_WEIGHT",
+    "BN_INCEPTION_SPECS",
     "INCEPTION_SPECS",
+    "BNInception",
+    "BNInceptionModule",
+    "BNInceptionSpec",
+    "ConvBNReLU",
     "ConvReLU",
     "GoogLeNet",
     "GoogLeNetOriginal",
@@ -43,6 +52,7 @@ __all__ = [
     "InceptionAux",
     "InceptionAuxOriginal",
     "InceptionSpec",
+    "bn_inception",
     "googlenet",
     "googlenet_original",
 ]
@@ -279,19 +289,12 @@ class _GoogLeNetBase(ClassifierModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         """New ``fc`` for ``num_classes``, and new final layers in the aux heads to match."""
-        self.fc = self._new_classifier(self.fc, num_classes)
+        self.fc = new_linear_like(self.fc, num_classes, self._init_classifier)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 assert isinstance(aux.fc2, nn.Linear)
-                aux.fc2 = self._new_classifier(aux.fc2, num_classes)
+                aux.fc2 = new_linear_like(aux.fc2, num_classes, self._init_classifier)
         self.num_classes = num_classes
-
-    def _new_classifier(self, old: nn.Linear, num_classes: int) -> nn.Linear:
-        new = nn.Linear(
-            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
-        )
-        self._init_classifier(new)
-        return new
 
 
 def _torchvision_trunc_normal_(weight: Tensor) -> None:
@@ -309,6 +312,11 @@ class GoogLeNet(_GoogLeNetBase):
     changes conv1 only. ``blocks`` = [conv, inception, aux] block types, as torchvision's.
     ``transform_input`` is applied first thing in ``forward_features`` (so also in ``forward``).
     """
+
+    # Side 15 is the smallest that leaves inception5b a map: 15 -> conv1 8 -> 4 -> 2 -> 1 -> 1
+    # (ceil-mode pools); 14 -> 7 -> 3 -> 1, and maxpool3 (3x3 on 1x1) has no window left.
+    # torchvision's weights metadata also says min_size (15, 15).
+    MIN_INPUT_SIZE = (15, 15)
 
     def __init__(
         self,
@@ -336,10 +344,7 @@ class GoogLeNet(_GoogLeNetBase):
         self.in_channels = in_channels
         self.aux_logits = aux_logits
         self.transform_input = transform_input
-        # Side 15 is the smallest that leaves inception5b a map: 15 -> conv1 8 -> 4 -> 2 -> 1 -> 1
-        # (ceil-mode pools); 14 -> 7 -> 3 -> 1, and maxpool3 (3x3 on 1x1) has no window left.
-        # torchvision's weights metadata also says min_size (15, 15).
-        self.min_input_size = (15, 15)
+        self.min_input_size = self.MIN_INPUT_SIZE
 
         # Construction order is torchvision's, so the same seed draws the same initial weights.
         self.conv1 = conv_block(in_channels, 64, kernel_size=7, stride=2, padding=3)
@@ -425,6 +430,10 @@ class GoogLeNetOriginal(_GoogLeNetBase):
     build with ``aux_logits=False`` to train at other sizes.
     """
 
+    # Larger than torchvision's 15: the 3x3/2 pool before 5a (torchvision: 2x2) needs a 2x2
+    # map. 31 -> conv1 16 -> pools 8, 4, 2, 1; 30 -> 15 -> 7, 3, 1 and maxpool4 has no window.
+    MIN_INPUT_SIZE = (31, 31)
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -438,9 +447,7 @@ class GoogLeNetOriginal(_GoogLeNetBase):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.aux_logits = aux_logits
-        # Larger than torchvision's 15: the 3x3/2 pool before 5a (torchvision: 2x2) needs a 2x2
-        # map. 31 -> conv1 16 -> pools 8, 4, 2, 1; 30 -> 15 -> 7, 3, 1 and maxpool4 has no window.
-        self.min_input_size = (31, 31)
+        self.min_input_size = self.MIN_INPUT_SIZE
 
         self.conv1 = ConvReLU(in_channels, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -504,20 +511,197 @@ class GoogLeNetOriginal(_GoogLeNetBase):
         return x
 
 
-@register_model(
-    family="googlenet",
-    paper=papers.SZEGEDY2014,
-    input_size=(3, 224, 224),
-    min_size=(15, 15),
-    params=13_004_888,
-    macs=1_498_000_000,
-    source=(
-        "torchvision 0.28: params of the default build, aux heads included "
-        "(torchvision_state_dicts.json; 6,624,904 without them, torchvision docs); "
-        "MACs 1.498G published (torchvision weights metadata, inference forward: aux heads idle)"
-    ),
-    torchvision=True,
+class BNInceptionSpec(NamedTuple):
+    """One Inception row of Ioffe & Szegedy's Figure 5 table (the Appendix): the channels of each
+    branch's convs, the pool type, and the pool projection (0: the input passes through the pool
+    unprojected, in the stride-2 modules 3c and 4e)."""
+
+    c1x1: int  # 0: no 1x1 branch (3c, 4e)
+    c3x3_reduce: int
+    c3x3: int
+    double_3x3_reduce: int
+    double_3x3: int  # both 3x3 convs of the double branch (which stands for a 5x5)
+    pool: Literal["avg", "max"]
+    pool_proj: int
+    stride: int = 1
+
+    def out_channels(self, in_channels: int) -> int:
+        """Channels of the module's output for ``in_channels`` of input."""
+        passed = self.pool_proj or in_channels
+        return self.c1x1 + self.c3x3 + self.double_3x3 + passed
+
+
+# Figure 5, columns "#1x1", "#3x3 reduce", "#3x3", "double #3x3 reduce", "double #3x3",
+# "Pool +proj". The table's output column disagrees with its own branch columns in three rows:
+# 4c and 4d give 160+160+160+128 = 96+192+192+128 = 608 channels, not the 576 printed, so 4e,
+# which passes its input through, gives 192+256+608 = 1056, not 1024. We build the branch
+# columns (the ported reference models have the same 608 and 1056 channels); 3c's "28x28" is the
+# grid it reads, its output is 14x14 (4a's input).
+BN_INCEPTION_SPECS: dict[str, BNInceptionSpec] = {
+    "3a": BNInceptionSpec(64, 64, 64, 64, 96, "avg", 32),  # 28x28 -> 256
+    "3b": BNInceptionSpec(64, 64, 96, 64, 96, "avg", 64),  # 320
+    "3c": BNInceptionSpec(0, 128, 160, 64, 96, "max", 0, stride=2),  # 14x14 -> 576
+    "4a": BNInceptionSpec(224, 64, 96, 96, 128, "avg", 128),  # 576
+    "4b": BNInceptionSpec(192, 96, 128, 96, 128, "avg", 128),  # 576
+    "4c": BNInceptionSpec(160, 128, 160, 128, 160, "avg", 128),  # 608 (table: 576)
+    "4d": BNInceptionSpec(96, 128, 192, 160, 192, "avg", 128),  # 608 (table: 576)
+    "4e": BNInceptionSpec(0, 128, 192, 192, 256, "max", 0, stride=2),  # 7x7 -> 1056 (table: 1024)
+    "5a": BNInceptionSpec(352, 192, 320, 160, 224, "avg", 128),  # 1024
+    "5b": BNInceptionSpec(352, 192, 320, 192, 224, "max", 128),  # 1024
+}
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv2d (no bias: the BN's shift replaces it) -> BatchNorm2d -> ReLU: the BN paper's unit,
+    "we add the BN transform immediately before the nonlinearity" (sec. 3.2). PyTorch's BN eps
+    (1e-5); the paper gives none."""
+
+    def __init__(self, in_channels: int, out_channels: int, **conv_kwargs: Any) -> None:
+        super().__init__(
+            OrderedDict(
+                [
+                    ("conv", nn.Conv2d(in_channels, out_channels, bias=False, **conv_kwargs)),
+                    ("bn", nn.BatchNorm2d(out_channels)),
+                    ("relu", nn.ReLU(inplace=True)),
+                ]
+            )
+        )
+
+
+class BNInceptionModule(nn.Module):
+    """A BN-Inception module: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3 | pool [-> 1x1 projection].
+
+    In the stride-2 modules (3c, 4e) the last 3x3 of both 3x3 branches and a 3x3/2 max pool
+    stride, and the pool's output passes through unprojected (Figure 5: "max + pass through").
+    Every conv and the strided pool pad by 1, so all four branches give ceil(H / 2) rows at any H.
+    """
+
+    def __init__(self, in_channels: int, spec: BNInceptionSpec) -> None:
+        super().__init__()
+        s = spec.stride
+        self.branch1 = ConvBNReLU(in_channels, spec.c1x1, kernel_size=1) if spec.c1x1 else None
+        self.branch2 = nn.Sequential(
+            ConvBNReLU(in_channels, spec.c3x3_reduce, kernel_size=1),
+            ConvBNReLU(spec.c3x3_reduce, spec.c3x3, kernel_size=3, stride=s, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            ConvBNReLU(in_channels, spec.double_3x3_reduce, kernel_size=1),
+            ConvBNReLU(spec.double_3x3_reduce, spec.double_3x3, kernel_size=3, padding=1),
+            ConvBNReLU(spec.double_3x3, spec.double_3x3, kernel_size=3, stride=s, padding=1),
+        )
+        pool: nn.Module = (
+            nn.AvgPool2d(3, stride=s, padding=1)
+            if spec.pool == "avg"
+            else nn.MaxPool2d(3, stride=s, padding=1)
+        )
+        self.branch4 = (
+            nn.Sequential(pool, ConvBNReLU(in_channels, spec.pool_proj, kernel_size=1))
+            if spec.pool_proj
+            else nn.Sequential(pool)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch2(x), self.branch3(x), self.branch4(x)]
+        if self.branch1 is not None:
+            branches.insert(0, self.branch1(x))
+        return torch.cat(branches, 1)
+
+
+class BNInception(ClassifierModel):
+    """BN-Inception (Ioffe & Szegedy 2015, Appendix, Figure 5): GoogLeNet rebuilt around BN.
+
+    Stem: conv1 7x7/2 64 -> max pool 3x3/2 -> conv2 1x1 64 -> conv3 3x3 192 -> max pool 3x3/2
+    (every conv conv-BN-ReLU). Then the ten modules of ``BN_INCEPTION_SPECS``; 3c and 4e halve
+    the grid (no pools between stages). Global average pool (Figure 5: 7x7/1 at 224; adaptive here,
+    the same at 224), [dropout], linear. No auxiliary classifiers: the paper lists none. Dropout
+    defaults to 0: the BN-Inception of the paper's experiments removed it (sec. 4.2.1).
+    Initialisation: PyTorch's defaults (the paper gives none).
+    """
+
+    # 7 -> conv1 4 -> maxpool1 2 -> maxpool2 1 -> 3c 1 -> 4e 1; 6 -> conv1 3 -> maxpool1 1 and
+    # maxpool2's 3x3 window finds no room on the 1x1 map.
+    MIN_INPUT_SIZE = (7, 7)
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.min_input_size = self.MIN_INPUT_SIZE
+        self.conv1 = ConvBNReLU(in_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = ConvBNReLU(64, 64, kernel_size=1)  # Figure 5: "#3x3 reduce" 64
+        self.conv3 = ConvBNReLU(64, STEM_CHANNELS, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        channels = STEM_CHANNELS
+        self.inception_names: list[str] = []
+        for key, spec in BN_INCEPTION_SPECS.items():
+            self.add_module(f"inception{key}", BNInceptionModule(channels, spec))
+            self.inception_names.append(f"inception{key}")
+            channels = spec.out_channels(channels)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(channels, num_classes)
+        self.feature_info = [
+            FeatureInfo("conv1", 64, 2),
+            FeatureInfo("conv3", STEM_CHANNELS, 4),
+            FeatureInfo("inception3b", 320, 8),
+            FeatureInfo("inception4d", 608, 16),
+            FeatureInfo("inception5b", channels, 32),
+        ]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        for name in self.inception_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.dropout(torch.flatten(self.avgpool(x), 1))
+        return x if pre_logits else self.fc(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = new_linear_like(self.fc, num_classes)
+        self.num_classes = num_classes
+
+
+_register = functools.partial(
+    register_model, family="googlenet", paper=papers.SZEGEDY2014, input_size=(3, 224, 224)
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "googlenet": numbers(
+        13_004_888,
+        1_498_000_000,
+        (
+            "torchvision 0.28: params of the default build, aux heads included "
+            "(torchvision_state_dicts.json; 6,624,904 without them, torchvision docs); "
+            "MACs 1.498G published (torchvision weights metadata, inference forward: "
+            "aux heads idle)"
+        ),
+    ),
+    "bn_inception": numbers(
+        11_285_224,
+        2_032_600_064,
+        "computed from Figure 5's branch columns (see BN_INCEPTION_SPECS); MACs an exact "
+        "count at 224",
+    ),
+    "googlenet_original": numbers(
+        13_378_280,
+        1_582_671_872,
+        (
+            "computed (published_numbers.md): 13,378,280 params of the default build with both aux "
+            "heads (6,998,552 without; paper: ~6.8M); MACs exact count at 224, inference forward "
+            "with aux heads idle (1.583G; paper: ~1.5G multiply-adds)"
+        ),
+    ),
+}
+
+
+@_register(**NUMBERS["googlenet"], min_size=GoogLeNet.MIN_INPUT_SIZE, torchvision=True)
 def googlenet(
     *,
     num_classes: int = 1000,
@@ -548,19 +732,7 @@ def googlenet(
     )
 
 
-@register_model(
-    family="googlenet",
-    paper=papers.SZEGEDY2014,
-    input_size=(3, 224, 224),
-    min_size=(31, 31),
-    params=13_378_280,
-    macs=1_582_671_872,
-    source=(
-        "computed (published_numbers.md): 13,378,280 params of the default build with both aux "
-        "heads (6,998,552 without; paper: ~6.8M); MACs exact count at 224, inference forward "
-        "with aux heads idle (1.583G; paper: ~1.5G multiply-adds)"
-    ),
-)
+@_register(**NUMBERS["googlenet_original"], min_size=GoogLeNetOriginal.MIN_INPUT_SIZE)
 def googlenet_original(
     *,
     num_classes: int = 1000,
@@ -582,3 +754,16 @@ def googlenet_original(
         dropout_aux=dropout_aux,
         in_channels=in_channels,
     )
+
+
+@_register(**NUMBERS["bn_inception"], paper=papers.IOFFE2015, min_size=BNInception.MIN_INPUT_SIZE)
+def bn_inception(
+    *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.0
+) -> BNInception:
+    """BN-Inception (Inception v2): GoogLeNet with batch norm and each 5x5 as two 3x3.
+
+    Ioffe & Szegedy (2015), "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift", sec. 4.2 and the Appendix (Figure 5). No aux heads; dropout off
+    by default, as in the paper's accelerated BN-Inception (sec. 4.2.1).
+    """
+    return BNInception(num_classes=num_classes, in_channels=in_channels, dropout=dropout)

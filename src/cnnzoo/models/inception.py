@@ -15,6 +15,7 @@ classifier on the last 17x17 map, with BatchNorm (sec. 4 and 7, Figure 8).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -24,8 +25,8 @@ from torch import Tensor, nn
 
 from cnnzoo.layers import BasicConv2d, imagenet_to_unit_range
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "AUX_MIN_INPUT_SIZE",
@@ -51,6 +52,10 @@ _AUX_FC_STD = 0.001
 # In training mode the aux head runs on Mixed_6e: its 5x5/3 average pool and 5x5 conv need a 17x17
 # map (17 -> 5 -> 1), which only inputs of at least 299x299 give (298 -> Mixed_6e 16 -> 4 -> none).
 AUX_MIN_INPUT_SIZE = (299, 299)
+# 75 -> 37 -> 35 -> 35 -> pool 17 -> 17 -> 15 -> pool 7 -> Mixed_6a 3 -> Mixed_7a 1; 74 leaves
+# Mixed_7a a 2x2 map, too small for its 3x3/2 convs and pool. torchvision's weights metadata also
+# says min_size (75, 75). The aux head needs 299 (training only).
+MIN_INPUT_SIZE = (75, 75)
 
 
 class InceptionOutputs(NamedTuple):
@@ -270,10 +275,7 @@ class Inception3(ClassifierModel):
         self.in_channels = in_channels
         self.aux_logits = aux_logits
         self.transform_input = transform_input
-        # 75 -> 37 -> 35 -> 35 -> pool 17 -> 17 -> 15 -> pool 7 -> Mixed_6a 3 -> Mixed_7a 1;
-        # 74 leaves Mixed_7a a 2x2 map, too small for its 3x3/2 convs and pool. torchvision's
-        # weights metadata also says min_size (75, 75). The aux head needs 299 (training only).
-        self.min_input_size = (75, 75)
+        self.min_input_size = MIN_INPUT_SIZE
 
         # Construction order is torchvision's, so the same seed draws the same initial weights.
         self.Conv2d_1a_3x3 = conv_block(in_channels, 32, kernel_size=3, stride=2)
@@ -377,35 +379,48 @@ class Inception3(ClassifierModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         """New ``fc`` for ``num_classes``, and a new final layer in the aux head to match."""
-        self.fc = _new_linear(self.fc, num_classes, _DEFAULT_STD)
+        self.fc = new_linear_like(self.fc, num_classes, _trunc_normal_init(_DEFAULT_STD))
         if self.AuxLogits is not None:
             assert isinstance(self.AuxLogits.fc, nn.Linear)
-            self.AuxLogits.fc = _new_linear(self.AuxLogits.fc, num_classes, _AUX_FC_STD)
+            self.AuxLogits.fc = new_linear_like(
+                self.AuxLogits.fc, num_classes, _trunc_normal_init(_AUX_FC_STD)
+            )
             self.AuxLogits.fc.stddev = _AUX_FC_STD  # type: ignore[assignment]
         self.num_classes = num_classes
 
 
-def _new_linear(old: nn.Linear, out_features: int, std: float) -> nn.Linear:
-    """A fresh Linear like ``old`` (in-features, device, dtype) with torchvision's weight init."""
-    new = nn.Linear(old.in_features, out_features, device=old.weight.device, dtype=old.weight.dtype)
-    nn.init.trunc_normal_(new.weight, mean=0.0, std=std, a=-2, b=2)
-    return new
+def _trunc_normal_init(std: float) -> Callable[[nn.Linear], None]:
+    """torchvision's weight init for a new classifier: truncated normal with ``std``."""
+
+    def init(layer: nn.Linear) -> None:
+        nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2, b=2)
+
+    return init
 
 
-@register_model(
+_register = functools.partial(
+    register_model,
     family="inception",
     paper=papers.SZEGEDY2015,
     input_size=(3, 299, 299),
-    min_size=(75, 75),
-    params=27_161_264,
-    macs=5_713_000_000,
-    source=(
-        "torchvision 0.28: params of the default build, aux head included "
-        "(torchvision_state_dicts.json; 23,834,568 without it, torchvision docs); "
-        "MACs 5.713G published (torchvision weights metadata, inference forward: aux head idle)"
-    ),
+    min_size=MIN_INPUT_SIZE,
     torchvision=True,
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "inception_v3": numbers(
+        27_161_264,
+        5_713_000_000,
+        (
+            "torchvision 0.28: params of the default build, aux head included "
+            "(torchvision_state_dicts.json; 23,834,568 without it, torchvision docs); "
+            "MACs 5.713G published (torchvision weights metadata, inference forward: aux head idle)"
+        ),
+    ),
+}
+
+
+@_register(**NUMBERS["inception_v3"])
 def inception_v3(
     *,
     num_classes: int = 1000,

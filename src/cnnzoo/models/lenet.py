@@ -11,6 +11,7 @@ held against Table I / Fig. 2.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -20,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "C3_TABLE",
@@ -242,6 +243,10 @@ class EuclideanRBF(nn.Module):
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
 
+LENET5_INPUT_SIZE = (32, 32)  # sec. II-B: 32x32 input, C5 then 1x1
+BOOK_INPUT_SIZE = (28, 28)  # MNIST as it is
+
+
 class LeNet5(ClassifierModel):
     """LeNet-5 as in sec. II-B: C1-S2-C3-S4-C5-F6 with squashing after every layer, RBF output.
 
@@ -256,8 +261,8 @@ class LeNet5(ClassifierModel):
         super().__init__()
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.min_input_size = (32, 32)
-        self.fixed_input_size = (32, 32)  # F6 needs C5 to be exactly 1x1
+        self.min_input_size = LENET5_INPUT_SIZE
+        self.fixed_input_size = LENET5_INPUT_SIZE  # F6 needs C5 to be exactly 1x1
         self.c1 = nn.Conv2d(in_channels, 6, kernel_size=5)
         self.c1_act = ScaledTanh()
         self.s2 = Subsampling(6)
@@ -334,8 +339,8 @@ class LeNet5Modern(ClassifierModel):
             raise ValueError(f"unknown pool {pool!r}; choose 'avg' or 'max'")
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.min_input_size = (32, 32)
-        self.fixed_input_size = (32, 32)
+        self.min_input_size = LENET5_INPUT_SIZE
+        self.fixed_input_size = LENET5_INPUT_SIZE
         self.c1 = nn.Conv2d(in_channels, 6, kernel_size=5)
         self.c1_act = nn.ReLU()
         self.s2 = pools[pool](2)
@@ -367,8 +372,7 @@ class LeNet5Modern(ClassifierModel):
         return self.output
 
     def reset_classifier(self, num_classes: int) -> None:
-        old = self.output.weight
-        self.output = nn.Linear(84, num_classes).to(device=old.device, dtype=old.dtype)
+        self.output = new_linear_like(self.output, num_classes)
         self.num_classes = num_classes
 
 
@@ -389,8 +393,8 @@ class LeNetBook(ClassifierModel):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.activation = activation
-        self.min_input_size = (28, 28)
-        self.fixed_input_size = (28, 28)
+        self.min_input_size = BOOK_INPUT_SIZE
+        self.fixed_input_size = BOOK_INPUT_SIZE
         self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=3, padding=1)
         self.act1 = _activation(activation)
         self.pool1 = nn.MaxPool2d(2)
@@ -418,26 +422,46 @@ class LeNetBook(ClassifierModel):
         return self.fc3
 
     def reset_classifier(self, num_classes: int) -> None:
-        old = self.fc3.weight
-        self.fc3 = nn.Linear(84, num_classes).to(device=old.device, dtype=old.dtype)
+        self.fc3 = new_linear_like(self.fc3, num_classes)
         self.num_classes = num_classes
 
 
-@register_model(
-    family="lenet",
-    paper=papers.LECUN1998,
-    input_size=(1, 32, 32),
-    min_size=(32, 32),
-    params=60_000,
-    macs=326_520,
-    source=(
-        "params: paper sec. II-B (60,000 trainable). MACs computed: C1 117,600 + C3 150,000 "
-        "(only the 60 table connections) + C5 48,000 + F6 10,080 + RBF 840 (84x10 squared-"
-        "difference accumulations); S2/S4 (sum-pool and a per-map scale, like BN) not counted. "
-        "Adding bias (6,508) and S2/S4 (7,880) connections gives the paper's 340,908."
-    ),
-    fixed_size=True,
+# Every LeNet's fully connected layers fix its input size: min_size is input_size's H x W.
+_register = functools.partial(
+    register_model, family="lenet", paper=papers.LECUN1998, fixed_size=True
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "lenet5": numbers(
+        60_000,
+        326_520,
+        (
+            "params: paper sec. II-B (60,000 trainable). MACs computed: C1 117,600 + C3 150,000 "
+            "(only the 60 table connections) + C5 48,000 + F6 10,080 + RBF 840 (84x10 squared-"
+            "difference accumulations); S2/S4 (sum-pool and a per-map scale, like BN) not counted. "
+            "Adding bias (6,508) and S2/S4 (7,880) connections gives the paper's 340,908."
+        ),
+    ),
+    "lenet5_modern": numbers(
+        61_706,
+        416_520,
+        (
+            "params: published_numbers.md (computed, modern LeNet-5). MACs computed: C1 117,600 + "
+            "C3 240,000 + C5 48,000 + F6 10,080 + output 840"
+        ),
+    ),
+    "lenet_book": numbers(
+        61_610,
+        341_256,
+        (
+            "computed: params conv1 60 + conv2 2,416 + fc1 48,120 + fc2 10,164 + fc3 850; "
+            "MACs conv1 42,336 + conv2 240,000 + fc 48,000 + 10,080 + 840"
+        ),
+    ),
+}
+
+
+@_register(**NUMBERS["lenet5"], input_size=(1, *LENET5_INPUT_SIZE))
 def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
     """LeNet-5 as published: scaled tanh, trainable subsampling, partial C3, RBF output.
 
@@ -448,19 +472,7 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
     return LeNet5(num_classes=num_classes, in_channels=in_channels)
 
 
-@register_model(
-    family="lenet",
-    paper=papers.LECUN1998,
-    input_size=(1, 32, 32),
-    min_size=(32, 32),
-    params=61_706,
-    macs=416_520,
-    source=(
-        "params: published_numbers.md (computed, modern LeNet-5). MACs computed: C1 117,600 + "
-        "C3 240,000 + C5 48,000 + F6 10,080 + output 840"
-    ),
-    fixed_size=True,
-)
+@_register(**NUMBERS["lenet5_modern"], input_size=(1, *LENET5_INPUT_SIZE))
 def lenet5_modern(
     *, num_classes: int = 10, in_channels: int = 1, pool: str = "avg"
 ) -> LeNet5Modern:
@@ -472,19 +484,7 @@ def lenet5_modern(
     return LeNet5Modern(num_classes=num_classes, in_channels=in_channels, pool=pool)
 
 
-@register_model(
-    family="lenet",
-    paper=papers.LECUN1998,
-    input_size=(1, 28, 28),
-    min_size=(28, 28),
-    params=61_610,
-    macs=341_256,
-    source=(
-        "computed: params conv1 60 + conv2 2,416 + fc1 48,120 + fc2 10,164 + fc3 850; "
-        "MACs conv1 42,336 + conv2 240,000 + fc 48,000 + 10,080 + 840"
-    ),
-    fixed_size=True,
-)
+@_register(**NUMBERS["lenet_book"], input_size=(1, *BOOK_INPUT_SIZE))
 def lenet_book(
     *, num_classes: int = 10, in_channels: int = 1, activation: str | None = None
 ) -> LeNetBook:

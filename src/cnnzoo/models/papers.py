@@ -1,5 +1,7 @@
 """The papers the models come from, cited by the registry and the docs."""
 
+import dataclasses
+
 from cnnzoo.registry import Paper
 
 LECUN1998 = Paper(
@@ -44,6 +46,25 @@ HE2015 = Paper(
     year=2015,
     link="https://arxiv.org/abs/1512.03385",
 )
+HE2016 = Paper(
+    title="Identity Mappings in Deep Residual Networks",
+    authors="He, Zhang, Ren, Sun",
+    year=2016,
+    link="https://arxiv.org/abs/1603.05027",
+)
+ZEILER2013 = Paper(
+    title="Visualizing and Understanding Convolutional Networks",
+    authors="Zeiler, Fergus",
+    year=2013,
+    link="https://arxiv.org/abs/1311.2901",
+)
+IOFFE2015 = Paper(
+    title="Batch Normalization: Accelerating Deep Network Training by Reducing Internal "
+    "Covariate Shift",
+    authors="Ioffe, Szegedy",
+    year=2015,
+    link="https://arxiv.org/abs/1502.03167",
+)
 XIE2016 = Paper(
     title="Aggregated Residual Transformations for Deep Neural Networks",
     authors="Xie, Girshick, Dollár, Tu, He",
@@ -56,10 +77,13 @@ ZAGORUYKO2016 = Paper(
     year=2016,
     link="https://arxiv.org/abs/1605.07146",
 )
-# The teaching nets follow course material rather than a paper; they cite the idea they teach.
-TEACHING = Paper(
-    title="Teaching network (course-style CNN for small images)",
-    authors="cnnzoo",
-    year=2026,
-    link="https://doi.org/10.1109/5.726791",
+# The teaching nets are course material, not a paper's networks: no paper describes them. They
+# cite the paper whose pattern they teach (conv and pooling layers, then fully connected ones,
+# LeNet-5's layout), and the note says so, rather than an invented reference.
+TEACHING = dataclasses.replace(
+    LECUN1998,
+    note=(
+        "not a network of this paper: a course-style teaching CNN (conv blocks, then a ReLU MLP) "
+        "in the conv-pool-fc layout LeNet-5 introduced"
+    ),
 )

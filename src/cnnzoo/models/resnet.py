@@ -13,6 +13,7 @@ bottleneck: width = planes * width_per_group / 64 * groups.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "RESNETS",
@@ -162,6 +163,11 @@ RESNETS: dict[str, tuple[Block, tuple[int, int, int, int]]] = {
 STAGE_PLANES = (64, 128, 256, 512)  # Table 1: output channels of each stage (x4 in bottlenecks)
 
 
+# Every layer keeps a 1x1 map at 1x1 (7x7/2 pad 3, 3x3/2 pad 1, 3x3 pad = dilation):
+# torchvision's metadata says min_size (1, 1).
+MIN_INPUT_SIZE = (1, 1)
+
+
 class PooledLinearHead(ClassifierModel):
     """The ResNet head, shared by the ImageNet and CIFAR ResNets: global average pool, then one
     linear layer ``fc`` on ``num_features`` channels."""
@@ -181,8 +187,10 @@ class PooledLinearHead(ClassifierModel):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
+        # nn.Linear's default init, as at construction (torchvision and He et al. leave the fc
+        # alone), on the old fc's device and dtype (issue #12: a .double() model got a float32 fc).
+        self.fc = new_linear_like(self.fc, num_classes)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 def init_resnet_weights(model: nn.Module, zero_init_residual: bool) -> None:
@@ -234,9 +242,7 @@ class ResNet(PooledLinearHead):
             raise ValueError(f"layers needs 4 block counts (layer1..layer4), got {layers}")
         self.num_classes = num_classes
         self.in_channels = in_channels
-        # Every layer keeps a 1x1 map at 1x1 (7x7/2 pad 3, 3x3/2 pad 1, 3x3 pad = dilation):
-        # torchvision's metadata says min_size (1, 1).
-        self.min_input_size = (1, 1)
+        self.min_input_size = MIN_INPUT_SIZE
         self.fixed_input_size = None
         self.groups = groups
         self.base_width = width_per_group
@@ -369,16 +375,28 @@ _TV_DOCS = (
 )
 
 
-@register_model(
+_register = functools.partial(
+    register_model,
     family="resnet",
-    paper=papers.HE2015,
     input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=11_689_512,
-    macs=1_814_073_344,
-    source=_TV.format(gmacs="1.814"),
+    min_size=MIN_INPUT_SIZE,
     torchvision=True,
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "resnet18": numbers(11_689_512, 1_814_073_344, _TV.format(gmacs="1.814")),
+    "resnet34": numbers(21_797_672, 3_663_761_408, _TV.format(gmacs="3.664")),
+    "resnet50": numbers(25_557_032, 4_089_184_256, _TV.format(gmacs="4.089")),
+    "resnet101": numbers(44_549_160, 7_801_405_440, _TV.format(gmacs="7.801")),
+    "resnet152": numbers(60_192_808, 11_513_626_624, _TV.format(gmacs="11.514")),
+    "resnext50_32x4d": numbers(25_028_904, 4_230_479_872, _TV.format(gmacs="4.23")),
+    "resnext101_32x8d": numbers(88_791_336, 16_414_015_488, _TV_DOCS.format(gmacs="16.414")),
+    "wide_resnet50_2": numbers(68_883_240, 11_398_021_120, _TV.format(gmacs="11.4")),
+    "wide_resnet101_2": numbers(126_886_696, 22_753_050_624, _TV_DOCS.format(gmacs="22.753")),
+}
+
+
+@_register(**NUMBERS["resnet18"], paper=papers.HE2015)
 def resnet18(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2).
 
@@ -387,16 +405,7 @@ def resnet18(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) ->
     return _resnet("resnet18", num_classes, in_channels, {}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.HE2015,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=21_797_672,
-    macs=3_663_761_408,
-    source=_TV.format(gmacs="3.664"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnet34"], paper=papers.HE2015)
 def resnet34(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks (3, 4, 6, 3).
 
@@ -405,16 +414,7 @@ def resnet34(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) ->
     return _resnet("resnet34", num_classes, in_channels, {}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.HE2015,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=25_557_032,
-    macs=4_089_184_256,
-    source=_TV.format(gmacs="4.089"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnet50"], paper=papers.HE2015)
 def resnet50(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNet-50: bottlenecks (3, 4, 6, 3), stride on the 3x3 (v1.5).
 
@@ -424,16 +424,7 @@ def resnet50(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) ->
     return _resnet("resnet50", num_classes, in_channels, {}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.HE2015,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=44_549_160,
-    macs=7_801_405_440,
-    source=_TV.format(gmacs="7.801"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnet101"], paper=papers.HE2015)
 def resnet101(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNet-101: bottlenecks (3, 4, 23, 3), stride on the 3x3 (v1.5).
 
@@ -443,16 +434,7 @@ def resnet101(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -
     return _resnet("resnet101", num_classes, in_channels, {}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.HE2015,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=60_192_808,
-    macs=11_513_626_624,
-    source=_TV.format(gmacs="11.514"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnet152"], paper=papers.HE2015)
 def resnet152(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNet-152: bottlenecks (3, 8, 36, 3), stride on the 3x3 (v1.5).
 
@@ -462,16 +444,7 @@ def resnet152(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -
     return _resnet("resnet152", num_classes, in_channels, {}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.XIE2016,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=25_028_904,
-    macs=4_230_479_872,
-    source=_TV.format(gmacs="4.23"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnext50_32x4d"], paper=papers.XIE2016)
 def resnext50_32x4d(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNeXt-50 (32x4d): ResNet-50 with 32 groups of 4 channels in the 3x3 at layer1.
 
@@ -483,16 +456,7 @@ def resnext50_32x4d(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: 
     )
 
 
-@register_model(
-    family="resnet",
-    paper=papers.XIE2016,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=88_791_336,
-    macs=16_414_015_488,
-    source=_TV_DOCS.format(gmacs="16.414"),
-    torchvision=True,
-)
+@_register(**NUMBERS["resnext101_32x8d"], paper=papers.XIE2016)
 def resnext101_32x8d(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """ResNeXt-101 (32x8d): ResNet-101 with 32 groups of 8 channels in the 3x3 at layer1.
 
@@ -504,16 +468,7 @@ def resnext101_32x8d(*, num_classes: int = 1000, in_channels: int = 3, **kwargs:
     )
 
 
-@register_model(
-    family="resnet",
-    paper=papers.ZAGORUYKO2016,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=68_883_240,
-    macs=11_398_021_120,
-    source=_TV.format(gmacs="11.4"),
-    torchvision=True,
-)
+@_register(**NUMBERS["wide_resnet50_2"], paper=papers.ZAGORUYKO2016)
 def wide_resnet50_2(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """Wide ResNet-50-2: ResNet-50 with bottleneck 3x3s twice as wide.
 
@@ -523,16 +478,7 @@ def wide_resnet50_2(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: 
     return _resnet("resnet50", num_classes, in_channels, {"width_per_group": 128}, kwargs)
 
 
-@register_model(
-    family="resnet",
-    paper=papers.ZAGORUYKO2016,
-    input_size=(3, 224, 224),
-    min_size=(1, 1),
-    params=126_886_696,
-    macs=22_753_050_624,
-    source=_TV_DOCS.format(gmacs="22.753"),
-    torchvision=True,
-)
+@_register(**NUMBERS["wide_resnet101_2"], paper=papers.ZAGORUYKO2016)
 def wide_resnet101_2(*, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> ResNet:
     """Wide ResNet-101-2: ResNet-101 with bottleneck 3x3s twice as wide.
 

@@ -13,6 +13,7 @@ Module names follow the ImageNet ResNet: conv1, bn1, layer1..layer3, avgpool, fc
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from cnnzoo.models.resnet import (
     conv3x3,
     init_resnet_weights,
 )
-from cnnzoo.registry import register_model
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = ["CIFAR_DEPTHS", "CifarResNet", "ZeroPadShortcut"]
 
@@ -43,6 +44,8 @@ CIFAR_DEPTHS = {
     "resnet1202": 200,
 }
 STAGE_WIDTHS = (16, 32, 64)  # sec. 4.2: filters per stage, on 32x32 / 16x16 / 8x8 maps
+# 3x3 pad-1 convs keep a 1x1 map; stride 2 turns 1 into 1, and so does [::2].
+MIN_INPUT_SIZE = (1, 1)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -88,8 +91,7 @@ class CifarResNet(PooledLinearHead):
             raise ValueError(f"n (blocks per stage) must be at least 1, got {n}")
         self.num_classes = num_classes
         self.in_channels = in_channels
-        # 3x3 pad-1 convs keep a 1x1 map; stride 2 turns 1 into 1, and so does [::2].
-        self.min_input_size = (1, 1)
+        self.min_input_size = MIN_INPUT_SIZE
         self.fixed_input_size = None
         self.shortcut = shortcut
 
@@ -162,15 +164,26 @@ def _cifar_resnet(
 _SOURCE = "computed, option A (paper Table 6: {paper} params); MACs computed ({mmacs} M)"
 
 
-@register_model(
+_register = functools.partial(
+    register_model,
     family="resnet_cifar",
     paper=papers.HE2015,
     input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=269_722,
-    macs=40_551_040,
-    source=_SOURCE.format(paper="0.27M", mmacs="40.55"),
+    min_size=MIN_INPUT_SIZE,
 )
+NUMBERS: dict[str, Numbers] = {
+    "resnet20": numbers(269_722, 40_551_040, _SOURCE.format(paper="0.27M", mmacs="40.55")),
+    "resnet32": numbers(464_154, 68_862_592, _SOURCE.format(paper="0.46M", mmacs="68.86")),
+    "resnet44": numbers(658_586, 97_174_144, _SOURCE.format(paper="0.66M", mmacs="97.17")),
+    "resnet56": numbers(853_018, 125_485_696, _SOURCE.format(paper="0.85M", mmacs="125.49")),
+    "resnet110": numbers(1_727_962, 252_887_680, _SOURCE.format(paper="1.7M", mmacs="252.89")),
+    "resnet1202": numbers(
+        19_421_274, 2_829_238_912, _SOURCE.format(paper="19.4M", mmacs="2829.24")
+    ),
+}
+
+
+@_register(**NUMBERS["resnet20"])
 def resnet20(
     *,
     num_classes: int = 10,
@@ -186,15 +199,7 @@ def resnet20(
     return _cifar_resnet("resnet20", num_classes, in_channels, shortcut, zero_init_residual)
 
 
-@register_model(
-    family="resnet_cifar",
-    paper=papers.HE2015,
-    input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=464_154,
-    macs=68_862_592,
-    source=_SOURCE.format(paper="0.46M", mmacs="68.86"),
-)
+@_register(**NUMBERS["resnet32"])
 def resnet32(
     *,
     num_classes: int = 10,
@@ -210,15 +215,7 @@ def resnet32(
     return _cifar_resnet("resnet32", num_classes, in_channels, shortcut, zero_init_residual)
 
 
-@register_model(
-    family="resnet_cifar",
-    paper=papers.HE2015,
-    input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=658_586,
-    macs=97_174_144,
-    source=_SOURCE.format(paper="0.66M", mmacs="97.17"),
-)
+@_register(**NUMBERS["resnet44"])
 def resnet44(
     *,
     num_classes: int = 10,
@@ -234,15 +231,7 @@ def resnet44(
     return _cifar_resnet("resnet44", num_classes, in_channels, shortcut, zero_init_residual)
 
 
-@register_model(
-    family="resnet_cifar",
-    paper=papers.HE2015,
-    input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=853_018,
-    macs=125_485_696,
-    source=_SOURCE.format(paper="0.85M", mmacs="125.49"),
-)
+@_register(**NUMBERS["resnet56"])
 def resnet56(
     *,
     num_classes: int = 10,
@@ -258,15 +247,7 @@ def resnet56(
     return _cifar_resnet("resnet56", num_classes, in_channels, shortcut, zero_init_residual)
 
 
-@register_model(
-    family="resnet_cifar",
-    paper=papers.HE2015,
-    input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=1_727_962,
-    macs=252_887_680,
-    source=_SOURCE.format(paper="1.7M", mmacs="252.89"),
-)
+@_register(**NUMBERS["resnet110"])
 def resnet110(
     *,
     num_classes: int = 10,
@@ -282,15 +263,7 @@ def resnet110(
     return _cifar_resnet("resnet110", num_classes, in_channels, shortcut, zero_init_residual)
 
 
-@register_model(
-    family="resnet_cifar",
-    paper=papers.HE2015,
-    input_size=(3, 32, 32),
-    min_size=(1, 1),
-    params=19_421_274,
-    macs=2_829_238_912,
-    source=_SOURCE.format(paper="19.4M", mmacs="2829.24"),
-)
+@_register(**NUMBERS["resnet1202"])
 def resnet1202(
     *,
     num_classes: int = 10,

@@ -7,6 +7,7 @@ counts are computed by hand below and checked by the tests.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -14,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.models import papers
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
-from cnnzoo.registry import register_model
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "MNIST_CNN",
@@ -135,49 +136,53 @@ class TeachingCNN(ClassifierModel):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        old = self.fc.weight
-        self.fc = nn.Linear(self.fc.in_features, num_classes).to(device=old.device, dtype=old.dtype)
+        self.fc = new_linear_like(self.fc, num_classes)
         self.num_classes = num_classes
 
 
-@register_model(
-    family="teaching",
-    paper=papers.TEACHING,
-    input_size=SIMPLE_CNN.input_size,
-    min_size=(32, 32),
-    params=1_175_818,
-    macs=11_403_904,
-    source=(
-        "computed by hand (see SIMPLE_CNN) and checked; MACs conv 884,736 + 4,718,592 + "
-        "4,718,592, fc 1,048,576 + 32,768 + 640"
-    ),
-    fixed_size=True,
+# The first fc's in-features fix each net's input size: min_size is input_size's H x W.
+_register = functools.partial(
+    register_model, family="teaching", paper=papers.TEACHING, fixed_size=True
 )
+# One row per variant: params and MACs with their source.
+NUMBERS: dict[str, Numbers] = {
+    "simple_cnn": numbers(
+        1_175_818,
+        11_403_904,
+        (
+            "computed by hand (see SIMPLE_CNN) and checked; MACs conv 884,736 + 4,718,592 + "
+            "4,718,592, fc 1,048,576 + 32,768 + 640"
+        ),
+    ),
+    "mnist_cnn": numbers(
+        2_328_058,
+        11_542_848,
+        (
+            "computed by hand (see MNIST_CNN) and checked; MACs conv 97,344 + 2,654,208 + "
+            "1,843,200 + 4,718,592, fc 2,097,152 + 131,072 + 1,280"
+        ),
+    ),
+}
+
+
+@_register(**NUMBERS["simple_cnn"], input_size=SIMPLE_CNN.input_size)
 def simple_cnn(*, num_classes: int = 10, in_channels: int = 3) -> TeachingCNN:
     """Course CNN for 32x32 colour images: 3 conv-ReLU-pool blocks, fc 2048-512-64.
 
     Filters 32, 64, 128, padding 1; ReLU after each hidden fc. PyTorch's default initialisation.
+    Course material with no paper of its own; it cites LeCun et al. (1998), whose conv-pool-fc
+    layout it teaches.
     """
     return TeachingCNN(SIMPLE_CNN, num_classes=num_classes, in_channels=in_channels)
 
 
-@register_model(
-    family="teaching",
-    paper=papers.TEACHING,
-    input_size=MNIST_CNN.input_size,
-    min_size=(28, 28),
-    params=2_328_058,
-    macs=11_542_848,
-    source=(
-        "computed by hand (see MNIST_CNN) and checked; MACs conv 97,344 + 2,654,208 + "
-        "1,843,200 + 4,718,592, fc 2,097,152 + 131,072 + 1,280"
-    ),
-    fixed_size=True,
-)
+@_register(**NUMBERS["mnist_cnn"], input_size=MNIST_CNN.input_size)
 def mnist_cnn(*, num_classes: int = 10, in_channels: int = 1) -> TeachingCNN:
     """Course CNN for 28x28 MNIST: 4 conv-BN-ReLU blocks, 2 pools, fc 2048-1024-128.
 
     Filters 16, 32, 64, 128, all unpadded so that 28x28 ends at 128x4x4 = 2048 features; convs
     without bias (BN follows). PyTorch's default initialisation.
+    Course material with no paper of its own; it cites LeCun et al. (1998), whose conv-pool-fc
+    layout it teaches.
     """
     return TeachingCNN(MNIST_CNN, num_classes=num_classes, in_channels=in_channels)

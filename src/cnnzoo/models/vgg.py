@@ -9,15 +9,16 @@ up work), and the three fully connected layers of sec. 2.1.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
 from cnnzoo.models.papers import SIMONYAN2014
-from cnnzoo.registry import register_model
+from cnnzoo.registry import Numbers, numbers, register_model
 
 __all__ = [
     "CONFIGS",
@@ -160,15 +161,9 @@ class VGG(ClassifierModel):
         return self.classifier[-1]
 
     def reset_classifier(self, num_classes: int) -> None:
-        old = self.classifier[-1]
-        assert isinstance(old, nn.Linear)
-        # Default init first, then torchvision's if the model was built with it.
-        fc8 = nn.Linear(
-            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
-        )
-        if self._torchvision_init:
-            _init_module(fc8)
-        self.classifier[-1] = fc8
+        # torchvision's init if the model was built with it, else PyTorch's default.
+        init = _init_module if self._torchvision_init else None
+        self.classifier[-1] = new_linear_like(self.get_classifier(), num_classes, init)
         self.num_classes = num_classes
 
 
@@ -205,19 +200,48 @@ def _vgg(
     )
 
 
-# torchvision 0.28 documents params and "GFLOPS" (= MACs) for each; _bn adds only BN params.
-
-
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=132_863_336,
-    macs=7_609_000_000,
-    source="torchvision 0.28 docs: 132,863,336 params, 7.609 GFLOPS",
-    torchvision=True,
+# Every VGG: 224x224 RGB, and five 2x2/2 pools, so 32x32 is the smallest input (VGG.__init__
+# computes the same from the config; the tests compare the two).
+_register = functools.partial(
+    register_model, family="vgg", paper=SIMONYAN2014, input_size=(3, 224, 224), min_size=(32, 32)
 )
+# torchvision 0.28 documents params and "GFLOPS" (= MACs) for each; _bn adds only BN params.
+# One row per variant (tests/data/published_numbers.md has the sources).
+NUMBERS: dict[str, Numbers] = {
+    "vgg11": numbers(
+        132_863_336, 7_609_000_000, "torchvision 0.28 docs: 132,863,336 params, 7.609 GFLOPS"
+    ),
+    "vgg11_bn": numbers(
+        132_868_840, 7_609_000_000, "torchvision 0.28 docs: 132,868,840 params, 7.609 GFLOPS"
+    ),
+    "vgg13": numbers(
+        133_047_848, 11_308_000_000, "torchvision 0.28 docs: 133,047,848 params, 11.308 GFLOPS"
+    ),
+    "vgg13_bn": numbers(
+        133_053_736, 11_308_000_000, "torchvision 0.28 docs: 133,053,736 params, 11.308 GFLOPS"
+    ),
+    "vgg16": numbers(
+        138_357_544, 15_470_000_000, "torchvision 0.28 docs: 138,357,544 params, 15.470 GFLOPS"
+    ),
+    "vgg16_bn": numbers(
+        138_365_992, 15_470_000_000, "torchvision 0.28 docs: 138,365,992 params, 15.470 GFLOPS"
+    ),
+    "vgg19": numbers(
+        143_667_240, 19_632_000_000, "torchvision 0.28 docs: 143,667,240 params, 19.632 GFLOPS"
+    ),
+    "vgg19_bn": numbers(
+        143_678_248, 19_632_000_000, "torchvision 0.28 docs: 143,678,248 params, 19.632 GFLOPS"
+    ),
+    "vgg16_c": numbers(
+        133_638_952,
+        11_770_888_192,
+        "computed: params as in published_numbers.md (paper Table 2: 134M); "
+        "MACs an exact count at 224x224",
+    ),
+}
+
+
+@_register(**NUMBERS["vgg11"], torchvision=True)
 def vgg11(
     *,
     num_classes: int = 1000,
@@ -233,16 +257,7 @@ def vgg11(
     return _vgg("A", False, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=132_868_840,
-    macs=7_609_000_000,
-    source="torchvision 0.28 docs: 132,868,840 params, 7.609 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg11_bn"], torchvision=True)
 def vgg11_bn(
     *,
     num_classes: int = 1000,
@@ -258,16 +273,7 @@ def vgg11_bn(
     return _vgg("A", True, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=133_047_848,
-    macs=11_308_000_000,
-    source="torchvision 0.28 docs: 133,047,848 params, 11.308 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg13"], torchvision=True)
 def vgg13(
     *,
     num_classes: int = 1000,
@@ -283,16 +289,7 @@ def vgg13(
     return _vgg("B", False, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=133_053_736,
-    macs=11_308_000_000,
-    source="torchvision 0.28 docs: 133,053,736 params, 11.308 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg13_bn"], torchvision=True)
 def vgg13_bn(
     *,
     num_classes: int = 1000,
@@ -308,16 +305,7 @@ def vgg13_bn(
     return _vgg("B", True, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=138_357_544,
-    macs=15_470_000_000,
-    source="torchvision 0.28 docs: 138,357,544 params, 15.470 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg16"], torchvision=True)
 def vgg16(
     *,
     num_classes: int = 1000,
@@ -333,16 +321,7 @@ def vgg16(
     return _vgg("D", False, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=138_365_992,
-    macs=15_470_000_000,
-    source="torchvision 0.28 docs: 138,365,992 params, 15.470 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg16_bn"], torchvision=True)
 def vgg16_bn(
     *,
     num_classes: int = 1000,
@@ -358,16 +337,7 @@ def vgg16_bn(
     return _vgg("D", True, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=143_667_240,
-    macs=19_632_000_000,
-    source="torchvision 0.28 docs: 143,667,240 params, 19.632 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg19"], torchvision=True)
 def vgg19(
     *,
     num_classes: int = 1000,
@@ -383,16 +353,7 @@ def vgg19(
     return _vgg("E", False, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=143_678_248,
-    macs=19_632_000_000,
-    source="torchvision 0.28 docs: 143,678,248 params, 19.632 GFLOPS",
-    torchvision=True,
-)
+@_register(**NUMBERS["vgg19_bn"], torchvision=True)
 def vgg19_bn(
     *,
     num_classes: int = 1000,
@@ -408,16 +369,7 @@ def vgg19_bn(
     return _vgg("E", True, num_classes, in_channels, init_weights, dropout)
 
 
-@register_model(
-    family="vgg",
-    paper=SIMONYAN2014,
-    input_size=(3, 224, 224),
-    min_size=(32, 32),
-    params=133_638_952,
-    macs=11_770_888_192,
-    source="computed: params as in published_numbers.md (paper Table 2: 134M); "
-    "MACs an exact count at 224x224",
-)
+@_register(**NUMBERS["vgg16_c"])
 def vgg16_c(
     *,
     num_classes: int = 1000,

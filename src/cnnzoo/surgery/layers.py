@@ -3,13 +3,13 @@ channels of the first conv."""
 
 from __future__ import annotations
 
-import difflib
 from collections import OrderedDict
 from typing import overload
 
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._format import did_you_mean
 from cnnzoo.surgery.tracing import graph_module, trace
 
 __all__ = [
@@ -150,8 +150,7 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 def _closest(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+    return did_you_mean(name, names)
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -13,16 +13,17 @@ at run time, so dropout and batch norm behave as in the original in either mode.
 
 from __future__ import annotations
 
-import difflib
 import operator
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import torch.fx
 from torch import nn
+
+from cnnzoo._format import did_you_mean
+from cnnzoo._modes import eval_mode
 
 __all__ = ["TracedModel", "graph_module", "node_names", "trace"]
 
@@ -50,8 +51,7 @@ class TracedModel:
 
 
 def _unknown_name_message(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, known)
     return (
         f"no layer or operation named {name!r} in the traced model{hint} "
         "(cnnzoo.surgery.node_names(model) lists them all)"
@@ -119,17 +119,6 @@ class _NamingTracer(torch.fx.Tracer):
         self._named_nodes[f"{name}_{count}" if count else name] = value.node
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
 def trace(model: nn.Module, *, leaves: Collection[str] = ()) -> TracedModel:
     """Trace ``model`` (in eval mode) and name its results; ``leaves`` are module names to keep
     as single calls instead of tracing through them.
@@ -139,7 +128,7 @@ def trace(model: nn.Module, *, leaves: Collection[str] = ()) -> TracedModel:
     """
     tracer = _NamingTracer(leaves)
     try:
-        with _eval_mode(model):
+        with eval_mode(model):
             graph = tracer.trace(model)
     except Exception as error:  # FX raises many types; the message is what helps
         name = getattr(model, "model_name", type(model).__name__)
