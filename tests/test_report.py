@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnzoo.report import write_report
+from cnnzoo.train.report import write_report
 from cnnzoo.train.plots import plot_curves
 
 

@@ -13,7 +13,25 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "setup", "teardown"]
+__all__ = [
+    "DistInfo",
+    "PeerLost",
+    "all_reduce_sum",
+    "any_rank",
+    "barrier",
+    "env_rank",
+    "setup",
+    "teardown",
+]
+
+
+class PeerLost(RuntimeError):
+    """Another rank of the job died or stopped answering; this rank ends too."""
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun sets it (0 outside torchrun), before any set-up."""
+    return int(os.environ.get("RANK", "0"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,16 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device | None = None) -> bool:
+    """True on every rank when ``flag`` is True on any: ranks agree on a stop at a step
+    boundary, so they all leave the loop after the same step (none waits in a collective)."""
+    if not info.enabled:
+        return flag
+    vote = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
 
 
 def barrier(info: DistInfo) -> None:
