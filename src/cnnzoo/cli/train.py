@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.train.distributed import PeerLost
+    from cnnzoo.train.distributed import PeerLost, env_rank
     from cnnzoo.train.trainer import Interrupted, NonFiniteLossError, fit
 
     if args.resume is None and args.model is None:
@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
             command=["cnnzoo", *sys.argv[1:]],
         )
     except Interrupted as stop:
-        print(f"stopped; {stop.checkpoint} written. Resume with:", file=sys.stderr)
-        print(f"  cnnzoo train --resume {stop.checkpoint.parent}", file=sys.stderr)
+        if env_rank() == 0:  # the rank that wrote it
+            print(f"stopped; {stop.checkpoint} written. Resume with:", file=sys.stderr)
+            print(f"  cnnzoo train --resume {stop.checkpoint.parent}", file=sys.stderr)
         return 130
     except (NonFiniteLossError, PeerLost) as error:
         print(f"cnnzoo train: {error}", file=sys.stderr)

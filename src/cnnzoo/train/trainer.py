@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import signal
 import sys
 import threading
@@ -546,6 +547,7 @@ def _stop_on_signals(run: Run) -> Iterator[None]:
         if not run.dist.enabled or isinstance(error, NonFiniteLossError):
             raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = re.sub(r"\[[^\]]*\] ?", "", first).split(". ")[0]  # gloo's source locations
         raise distributed.PeerLost(
             f"rank {run.dist.rank}: another rank of the job stopped answering ({first}); "
             f"ending this one too. Resume with: cnnzoo train --resume {run.out_dir}"
