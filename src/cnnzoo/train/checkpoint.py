@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from cnnzoo.data import ImageDataset, Pipeline
     from cnnzoo.train.trainer import Run
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "atomic_write_text",
     "capture_rng",
     "checkpoint_state",
+    "data_info",
+    "inference_info",
     "load_checkpoint",
     "restore_checkpoint",
     "restore_rng",
@@ -168,6 +171,44 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # TorchVersion is not plain data
         "cnnzoo": cnnzoo.__version__,
+    }
+
+
+def data_info(train: ImageDataset, test: ImageDataset) -> dict[str, Any]:
+    """The training data's facts, as checkpoints and config.json (``data_info``) hold them."""
+    return {
+        "name": train.name,
+        "classes": list(train.classes),
+        "mean": list(train.mean),
+        "std": list(train.std),
+        "image_size": list(train.image_size),
+        "train_images": len(train),
+        "test_images": len(test),
+    }
+
+
+def inference_info(data: ImageDataset, pipeline: Pipeline) -> dict[str, Any]:
+    """What a model trained on ``data`` expects at inference (``config.json`` and checkpoints
+    hold it under ``inference``): the input size (C, H, W) it was trained on, the class names in
+    output order, and the preprocessing: uint8 images of ``data_size`` adapted by ``resize``
+    (``pad``: black borders centred, ``resize``: bilinear, ``none``), scaled to 0..1, then
+    normalised per channel with ``mean``/``std``. ``steps`` is the exact evaluation pipeline."""
+    from cnnzoo.data.transforms import PadTo, Resize
+
+    resize: dict[str, Any] = {"mode": "none"}
+    for step in pipeline.adaptation.steps if pipeline.adaptation is not None else ():
+        if isinstance(step, PadTo):
+            resize = {"mode": "pad", "size": list(step.size)}
+        elif isinstance(step, Resize):
+            resize = {"mode": "resize", "size": list(step.size), "interpolation": "bilinear"}
+    return {
+        "input_size": list(pipeline.output_size(data.image_size)),
+        "data_size": list(data.image_size),
+        "classes": list(data.classes),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "resize": resize,
+        "steps": str(pipeline),
     }
 
 

@@ -7,8 +7,12 @@ Launch: ``torchrun --nproc_per_node=N -m cnnzoo train MODEL ...`` on one machine
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -20,6 +24,7 @@ __all__ = [
     "any_rank",
     "barrier",
     "env_rank",
+    "peers_watched",
     "setup",
     "teardown",
 ]
@@ -91,3 +96,22 @@ def barrier(info: DistInfo) -> None:
 def teardown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def peers_watched(info: DistInfo, out: Path) -> Iterator[None]:
+    """A collective failing because another rank died (gloo: connection reset; nccl: timeout)
+    becomes one clear :class:`PeerLost` line instead of a traceback or a hang."""
+    try:
+        yield
+    except RuntimeError as error:
+        from cnnzoo.train.trainer import NonFiniteLossError
+
+        if not info.enabled or isinstance(error, NonFiniteLossError):
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = re.sub(r"\[[^\]]*\] ?", "", first).split(". ")[0]  # gloo's source locations
+        raise PeerLost(
+            f"rank {info.rank}: another rank of the job stopped answering ({first}); "
+            f"ending this one too. Resume with: cnnzoo train --resume {out}"
+        ) from error

@@ -23,21 +23,31 @@ from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
+from cnnzoo.train import distributed
 from cnnzoo.train.artifacts import ARTIFACTS
-from cnnzoo.train.checkpoint import atomic_link, atomic_save, atomic_write_text, checkpoint_state
+from cnnzoo.train.checkpoint import (
+    atomic_link,
+    atomic_save,
+    atomic_write_text,
+    checkpoint_state,
+    load_checkpoint,
+)
 from cnnzoo.train.checkpoint import versions as _versions
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.metrics import write_metrics
+from cnnzoo.train.schedule import Schedule
 
 if TYPE_CHECKING:
     from cnnzoo.train.trainer import Run
 
 __all__ = [
     "RUN_FILES",
+    "begin",
     "claim",
     "commit_epoch",
     "default_out_dir",
     "locked",
+    "open_run",
     "repair",
     "resume_dir",
     "resumed_config",
@@ -108,6 +118,89 @@ def locked(out: Path, *, enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+@contextmanager
+def open_run(
+    config: TrainConfig | None,
+    out_dir: str | Path | None,
+    *,
+    resume: str | Path | None,
+    epochs: int | None,
+    overwrite: bool,
+) -> Iterator[tuple[TrainConfig, Path, dict[str, Any] | None]]:
+    """Lock the run directory and yield (config, directory, checkpoint to resume or None): a new
+    run claims its directory; a resumed one gets its saved config, changed only as allowed."""
+    is_main = distributed.env_rank() == 0
+    if resume is not None:
+        out = resume_dir(resume)
+        if out_dir is not None and Path(out_dir).resolve() != out.resolve():
+            raise ValueError(f"--out {out_dir} and --resume {resume} name different runs")
+    elif config is None:
+        raise ValueError("fit needs a config, or a run to resume")
+    else:
+        out = Path(out_dir) if out_dir is not None else default_out_dir(config)
+    with locked(out, enabled=is_main):
+        if resume is None:
+            assert config is not None
+            config = normalise_paths(config)
+            if epochs is not None:
+                config = dataclasses.replace(config, epochs=epochs)
+            if is_main:
+                claim(out, overwrite=overwrite)
+            yield config, out, None
+            return
+        checkpoint = load_checkpoint(out / "last.pt")
+        saved = TrainConfig.from_dict(checkpoint["config"])
+        config = resumed_config(saved, config, epochs=epochs)
+        done = len(checkpoint["history"]) + bool(checkpoint["partial"])
+        if config.epochs < done:
+            raise ValueError(
+                f"the run in {out} has trained {done} epochs; --epochs must be at least {done}"
+            )
+        yield config, out, checkpoint
+
+
+def begin(run: Run, checkpoint: dict[str, Any] | None, command: list[str] | None) -> None:
+    """Before the first step: a new run writes config.json; a resumed one is repaired after a
+    crash and, when extended, rebuilds its schedule and says so. A finished run with nothing
+    to add is refused."""
+    if checkpoint is None:
+        if run.dist.is_main:
+            write_config(run, command, [])
+        return
+    saved = TrainConfig.from_dict(checkpoint["config"])
+    out, config = run.out_dir, run.config
+    finished = not run.partial and (
+        run.train_loader.epoch >= config.epochs or run.step >= run.total_steps
+    )
+    if finished and (out / "final.json").is_file():
+        raise ValueError(
+            f"the run in {out} finished its {len(run.history)} epochs; nothing to resume "
+            f"(extend it with --resume {out} --epochs N, N > {config.epochs})"
+        )
+    if run.dist.is_main:
+        for line in repair(run):
+            run.log(f"after an interrupted write: {line}")
+    if config.epochs == saved.epochs:
+        return
+    old = Schedule.from_config(saved, len(run.train_loader))
+    run.log(
+        f"extending the run from {saved.epochs} to {config.epochs} epochs: the {config.schedule} "
+        f"schedule now spans {run.total_steps} steps (was {old.total_steps}); the rate at step "
+        f"{run.step} goes from {old(run.step):.4g} to {run.schedule(run.step):.4g}"
+    )
+    if run.dist.is_main:
+        document = read_config(out)
+        extension = {
+            "step": run.step,
+            "epochs": [saved.epochs, config.epochs],
+            "command": command or sys.argv,
+        }
+        extensions = [*document.get("extensions", []), extension]
+        (out / "final.json").unlink(missing_ok=True)  # the run is no longer finished
+        write_config(run, document.get("command", command), extensions)
+    distributed.barrier(run.dist)
 
 
 def resume_dir(resume: str | Path) -> Path:

@@ -12,16 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import re
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -30,20 +24,22 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
-from cnnzoo.data.transforms import PadTo, Resize
 from cnnzoo.registry import create_model, model_info
 from cnnzoo.train import distributed, rundir
-from cnnzoo.train.artifacts import write_artifacts
+from cnnzoo.train.artifacts import final_summary, write_artifacts
 from cnnzoo.train.checkpoint import (
     CHECKPOINT_FORMAT,
-    load_checkpoint,
+    data_info,
+    inference_info,
     restore_checkpoint,
 )
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.ema import EMA
-from cnnzoo.train.metrics import confusion_matrix, per_class_accuracy
+from cnnzoo.train.metrics import confusion_matrix
+from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
 from cnnzoo.train.schedule import Schedule
+from cnnzoo.train.signals import stop_on_signals
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -116,25 +112,6 @@ class Run:
 # --------------------------------------------------------------------------- prepare
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (+Nesterov) or AdamW as ``config`` says. No weight decay on biases and norm
-    parameters (1-D tensors): decaying a BN scale only fights the normalisation."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,  # Nesterov needs momentum
-        )
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
 def _resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
@@ -154,29 +131,6 @@ def _check_splits(train: ImageDataset, test: ImageDataset) -> None:
             f"{train.name}: the training images are all of one class ({present[0]!r} of "
             f"{len(train.classes)} classes); a classifier needs at least 2 classes with images"
         )
-
-
-def inference_info(data: ImageDataset, pipeline: Pipeline) -> dict[str, Any]:
-    """What a model trained on ``data`` expects at inference (``config.json`` and checkpoints
-    hold it under ``inference``): the input size (C, H, W) it was trained on, the class names in
-    output order, and the preprocessing: uint8 images of ``data_size`` adapted by ``resize``
-    (``pad``: black borders centred, ``resize``: bilinear, ``none``), scaled to 0..1, then
-    normalised per channel with ``mean``/``std``. ``steps`` is the exact evaluation pipeline."""
-    resize: dict[str, Any] = {"mode": "none"}
-    for step in pipeline.adaptation.steps if pipeline.adaptation is not None else ():
-        if isinstance(step, PadTo):
-            resize = {"mode": "pad", "size": list(step.size)}
-        elif isinstance(step, Resize):
-            resize = {"mode": "resize", "size": list(step.size), "interpolation": "bilinear"}
-    return {
-        "input_size": list(pipeline.output_size(data.image_size)),
-        "data_size": list(data.image_size),
-        "classes": list(data.classes),
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "resize": resize,
-        "steps": str(pipeline),
-    }
 
 
 def prepare(
@@ -264,15 +218,7 @@ def prepare(
         test_data=test_data,
         train_loader=train_loader,
         test_loader=test_loader,
-        data_info={
-            "name": train_data.name,
-            "classes": list(train_data.classes),
-            "mean": list(train_data.mean),
-            "std": list(train_data.std),
-            "image_size": list(train_data.image_size),
-            "train_images": len(train_data),
-            "test_images": len(test_data),
-        },
+        data_info=data_info(train_data, test_data),
         inference=inference_info(train_data, test_pipeline),
         quiet=quiet,
     )
@@ -445,116 +391,24 @@ def fit(
     Raises :class:`Interrupted` after saving ``last.pt`` when stopped by a signal on any rank
     (or after ``stop_after_steps``), and :class:`NonFiniteLossError` on a NaN/inf loss.
     """
-    is_main = distributed.env_rank() == 0
-    if resume is not None:
-        out = rundir.resume_dir(resume)
-        if out_dir is not None and Path(out_dir).resolve() != out.resolve():
-            raise ValueError(f"--out {out_dir} and --resume {resume} name different runs")
-    elif config is None:
-        raise ValueError("fit needs a config, or a run to resume")
-    else:
-        out = Path(out_dir) if out_dir is not None else rundir.default_out_dir(config)
-    with rundir.locked(out, enabled=is_main):
-        checkpoint = saved = None
-        if resume is not None:
-            checkpoint = load_checkpoint(out / "last.pt")
-            saved = TrainConfig.from_dict(checkpoint["config"])
-            config = rundir.resumed_config(saved, config, epochs=epochs)
-            done = len(checkpoint["history"]) + bool(checkpoint["partial"])
-            if config.epochs < done:
-                raise ValueError(
-                    f"the run in {out} has trained {done} epochs; --epochs must be at least {done}"
-                )
-        else:
-            assert config is not None
-            config = rundir.normalise_paths(config)
-            if epochs is not None:
-                config = dataclasses.replace(config, epochs=epochs)
-            if is_main:
-                rundir.claim(out, overwrite=overwrite)
+    with rundir.open_run(config, out_dir, resume=resume, epochs=epochs, overwrite=overwrite) as (
+        config,
+        out,
+        checkpoint,
+    ):
         run = prepare(config, out, quiet=quiet, checkpoint=checkpoint)
         run.stop_after_steps = stop_after_steps
         try:
-            if saved is None:
-                if is_main:
-                    rundir.write_config(run, command, [])
-            else:
-                _continue(run, saved, command)
+            rundir.begin(run, checkpoint, command)
             run.log(f"training {run.config.model} on {run.config.data} -> {out}")
             wall_start = time.perf_counter() - sum(r["seconds"] for r in run.history)
-            with _stop_on_signals(run):
+            with stop_on_signals(run), distributed.peers_watched(run.dist, out):
                 _loop(run)
             if run.stop_requested:
                 raise Interrupted(out / "last.pt")
             return _finish(run, time.perf_counter() - wall_start)
         finally:
             distributed.teardown(run.dist)
-
-
-def _continue(run: Run, saved: TrainConfig, command: list[str] | None) -> None:
-    """Before a resumed run goes on: repair what a crash left, and rebuild the schedule (and
-    say so) when the run is extended. A finished run with nothing to add is refused."""
-    out, config = run.out_dir, run.config
-    finished = not run.partial and (
-        run.train_loader.epoch >= config.epochs or run.step >= run.total_steps
-    )
-    if finished and (out / "final.json").is_file():
-        raise ValueError(
-            f"the run in {out} finished its {len(run.history)} epochs; nothing to resume "
-            f"(extend it with --resume {out} --epochs N, N > {config.epochs})"
-        )
-    if run.dist.is_main:
-        for line in rundir.repair(run):
-            run.log(f"after an interrupted write: {line}")
-    if config.epochs == saved.epochs:
-        return
-    old = Schedule.from_config(saved, len(run.train_loader))
-    run.log(
-        f"extending the run from {saved.epochs} to {config.epochs} epochs: the {config.schedule} "
-        f"schedule now spans {run.total_steps} steps (was {old.total_steps}); the rate at step "
-        f"{run.step} goes from {old(run.step):.4g} to {run.schedule(run.step):.4g}"
-    )
-    if run.dist.is_main:
-        document = rundir.read_config(out)
-        extension = {
-            "step": run.step,
-            "epochs": [saved.epochs, config.epochs],
-            "command": command or sys.argv,
-        }
-        extensions = [*document.get("extensions", []), extension]
-        (out / "final.json").unlink(missing_ok=True)  # the run is no longer finished
-        rundir.write_config(run, document.get("command", command), extensions)
-    distributed.barrier(run.dist)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(run: Run) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the loop to stop after the current step (handled in the main thread)."""
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        if run.stop_requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        run.stop_requested = True
-        run.log(f"\n{signal.Signals(signum).name}: finishing the current step, then saving")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    except RuntimeError as error:
-        if not run.dist.enabled or isinstance(error, NonFiniteLossError):
-            raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        first = re.sub(r"\[[^\]]*\] ?", "", first).split(". ")[0]  # gloo's source locations
-        raise distributed.PeerLost(
-            f"rank {run.dist.rank}: another rank of the job stopped answering ({first}); "
-            f"ending this one too. Resume with: cnnzoo train --resume {run.out_dir}"
-        ) from error
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _loop(run: Run) -> None:
@@ -589,40 +443,12 @@ def _loop(run: Run) -> None:
 
 
 def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
-    """Final evaluation, then the artifacts with final.json last (rank 0 writes)."""
-    loss, accuracy, confusion = evaluate(
-        run.eval_model, run.test_loader, run.test_data.num_classes, run
-    )
-    images = sum(r["images_per_second"] * r["seconds"] for r in run.history)
-    train_seconds = sum(r["seconds"] for r in run.history)
-    last = run.history[-1] if run.history else {}
-    final = {
-        "model": run.config.model,
-        "data": run.config.data,
-        "evaluated": "ema" if run.ema is not None else "raw",
-        "test_accuracy": accuracy,
-        "test_loss": loss,
-        "raw_test_accuracy": last.get("raw_test_accuracy", accuracy),
-        "epochs": len(run.history),
-        "steps": run.step,
-        "wall_seconds": round(wall_seconds, 3),
-        "images_per_second": images / train_seconds if train_seconds else math.nan,
-        "best_epoch": run.best_epoch,
-        "best_test_accuracy": run.best_accuracy,
-        "per_class_accuracy": dict(
-            zip(run.test_data.classes, per_class_accuracy(confusion), strict=True)
-        ),
-    }
+    """The final evaluation; rank 0 writes the artifacts, final.json last."""
+    classes = run.test_data.num_classes
+    loss, accuracy, confusion = evaluate(run.eval_model, run.test_loader, classes, run)
+    final = final_summary(run, loss, accuracy, confusion, wall_seconds)
     if run.dist.is_main:
-        write_artifacts(
-            run.out_dir,
-            final,
-            confusion,
-            run.test_data.classes,
-            run.config.to_dict(),
-            run.history,
-            input_size=run.inference["input_size"],
-        )
+        write_artifacts(run, final, confusion)
         run.log(
             f"done: test accuracy {accuracy:.2%} (best {run.best_accuracy:.2%} at epoch "
             f"{run.best_epoch}), {wall_seconds:.1f}s; files in {run.out_dir}"
