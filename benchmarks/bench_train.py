@@ -60,7 +60,9 @@ from torch.utils.data import DataLoader, Dataset
 from cnnzoo import create_model, model_info
 from cnnzoo.data import ImageDataset, load_dataset
 from cnnzoo.inference import native_precision
-from cnnzoo.train import TrainConfig, lr_at, make_config, trainer
+from cnnzoo.train import TrainConfig, make_config, trainer
+from cnnzoo.train.optim import build_optimizer
+from cnnzoo.train.schedule import Schedule
 from cnnzoo.train.trainer import Run, prepare, train_one_epoch
 
 MODEL = "resnet20"
@@ -115,22 +117,6 @@ class PerSampleImages(Dataset[tuple[Tensor, int]]):
         return (tensor - self.mean) / self.std, self.labels[i]  # Normalize
 
 
-def sgd_like_trainer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with the trainer's settings and parameter groups (no weight decay on biases and norm
-    parameters), so that the loops differ only in data path, precision and memory format."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-    )
-
-
 class TutorialLoop:
     """The loop of the PyTorch tutorials: for x, y in DataLoader: forward, loss, backward, step,
     ``loss.item()``; the learning rate follows the trainer's schedule step by step."""
@@ -140,15 +126,16 @@ class TutorialLoop:
         model: nn.Module,
         loader: DataLoader[tuple[Tensor, int]],
         config: TrainConfig,
-        total_steps: int,
-        warmup_steps: int,
+        schedule: Schedule,
         device: torch.device,
     ) -> None:
         if config.optimizer != "sgd" or config.ema or config.clip_grad or config.label_smoothing:
             raise ValueError("the tutorial loop mirrors plain SGD only (recipe 'fast')")
         self.model, self.loader, self.config = model.to(device), loader, config
-        self.total_steps, self.warmup_steps, self.device = total_steps, warmup_steps, device
-        self.optimizer = sgd_like_trainer(model, config)
+        self.schedule, self.device = schedule, device
+        # the trainer's own optimiser and parameter groups: the loops differ only in data path,
+        # precision and memory format
+        self.optimizer = build_optimizer(model, config)
         self.step = 0
         self.running_loss = 0.0
 
@@ -158,15 +145,7 @@ class TutorialLoop:
         images = 0
         for x, y in itertools.islice(self.loader, max_batches):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            lr = lr_at(
-                self.step,
-                total_steps=self.total_steps,
-                base_lr=self.config.lr,
-                schedule=self.config.schedule,
-                warmup_steps=self.warmup_steps,
-                warmup_lr=self.config.warmup_lr,
-                milestones=self.config.milestones,
-            )
+            lr = self.schedule(self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss = F.cross_entropy(self.model(x), y)
@@ -362,9 +341,7 @@ def accuracy_check(args: argparse.Namespace, fast: TrainConfig) -> None:
             seed=seed,
             drop_last=run.train_loader.drop_last,
         )
-        tutorial = TutorialLoop(
-            model, loader, run.config, run.total_steps, run.warmup_steps, run.device
-        )
+        tutorial = TutorialLoop(model, loader, run.config, run.schedule, run.device)
         for epoch in range(check.epochs):
             tutorial.train_epoch()
             run.train_loader.set_epoch(epoch)
@@ -508,7 +485,7 @@ def main() -> None:
             drop_last=base.train_loader.drop_last,
             pin_memory=device.type == "cuda",
         )
-        loop = TutorialLoop(model, loader, base.config, base.total_steps, base.warmup_steps, device)
+        loop = TutorialLoop(model, loader, base.config, base.schedule, device)
         contenders.append(
             Contender(
                 f"tutorial: DataLoader, {workers} workers, fp32",
