@@ -125,6 +125,28 @@ def test_bad_arguments_exit_2_in_one_line(args: list[str], message: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def test_run_directory_mistakes_exit_2_in_one_line(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    cases = [
+        (["train", "lenet5", "--out", str(trained)], "already holds a run"),
+        (["train", "lenet5", "--out", str(a_file)], "is a file; expected a directory"),
+        (["train", "--resume", str(trained), "--lr", "0.1"], "--lr cannot be given with --resume"),
+        (["train", "lenet5", "--resume", str(trained)], "MODEL cannot be given with --resume"),
+        (["train", "--resume", str(trained / "best.pt")], "would rewrite the run's history"),
+        (["train", "--resume", str(trained)], "nothing to resume"),
+        (["train", "--resume", str(trained), "--epochs", "2"], "--epochs must be at least 3"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+
+
 def test_sigint_saves_checkpoint_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -158,27 +158,27 @@ def open_run(
             raise ValueError(
                 f"the run in {out} has trained {done} epochs; --epochs must be at least {done}"
             )
+        steps_done = config.max_steps is not None and checkpoint["step"] >= config.max_steps
+        finished = not checkpoint["partial"] and (
+            checkpoint["loader"]["epoch"] >= config.epochs or steps_done
+        )
+        if finished and (out / "final.json").is_file():
+            raise ValueError(
+                f"the run in {out} finished its {len(checkpoint['history'])} epochs; nothing to "
+                f"resume (extend it with --resume {out} --epochs N, N > {config.epochs})"
+            )
         yield config, out, checkpoint
 
 
 def begin(run: Run, checkpoint: dict[str, Any] | None, command: list[str] | None) -> None:
     """Before the first step: a new run writes config.json; a resumed one is repaired after a
-    crash and, when extended, rebuilds its schedule and says so. A finished run with nothing
-    to add is refused."""
+    crash and, when extended, rebuilds its schedule and says so."""
     if checkpoint is None:
         if run.dist.is_main:
             write_config(run, command, [])
         return
     saved = TrainConfig.from_dict(checkpoint["config"])
     out, config = run.out_dir, run.config
-    finished = not run.partial and (
-        run.train_loader.epoch >= config.epochs or run.step >= run.total_steps
-    )
-    if finished and (out / "final.json").is_file():
-        raise ValueError(
-            f"the run in {out} finished its {len(run.history)} epochs; nothing to resume "
-            f"(extend it with --resume {out} --epochs N, N > {config.epochs})"
-        )
     if run.dist.is_main:
         for line in repair(run):
             run.log(f"after an interrupted write: {line}")
