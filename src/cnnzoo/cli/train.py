@@ -64,7 +64,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--clip-grad", type=float, metavar="NORM")
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: the recipe's, else OMP_NUM_THREADS, else physical cores)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="named defaults (default: fast)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIMESTAMP)")

@@ -40,6 +40,7 @@ from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
 from cnnzoo.train.schedule import Schedule
 from cnnzoo.train.signals import stop_on_signals
+from cnnzoo.train.threads import default_threads
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -137,8 +138,7 @@ def prepare(
     config: TrainConfig, out_dir: Path, *, quiet: bool = False, checkpoint: dict[str, Any] | None
 ) -> Run:
     """Data, model, optimiser, schedule and loaders for ``config``; restored from ``checkpoint``."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or default_threads())
     dist_info, device = distributed.setup(_resolve_device(config.device))
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
@@ -269,7 +269,10 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     run.model.train()
     loader, optimizer, scaler = run.train_loader, run.optimizer, run.scaler
     sums = run.partial or {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
-    progress = EpochProgress(epoch + 1, run.config.epochs, len(loader), quiet=run.quiet)
+    later = max(0, run.total_steps - (epoch + 1) * len(loader))
+    progress = EpochProgress(
+        epoch + 1, run.config.epochs, len(loader), quiet=run.quiet, later_steps=later
+    )
     progress.live = progress.live and run.dist.is_main
     start = time.perf_counter()
     seconds_before = sums["seconds"]
@@ -311,6 +314,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         run.stop_requested = distributed.any_rank(asked, run.dist, run.device)
         if run.stop_requested or run.step >= run.total_steps:
             break
+    progress.clear()
     totals = distributed.all_reduce_sum(
         torch.tensor([sums["loss"], sums["correct"], sums["count"]], dtype=torch.float64),
         run.dist,
