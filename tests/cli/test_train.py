@@ -125,6 +125,17 @@ def test_bad_arguments_exit_2_in_one_line(args: list[str], message: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def test_lenet5_three_epochs_reach_90_percent(tmp_path: Path) -> None:
+    """Issue 12: the default recipe's EMA (decay 0.998) warms up, so a short run reports a
+    model that has learnt (without the warm-up: 56%, while the raw weights were at 94%)."""
+    out = tmp_path / "run"
+    assert main(["train", "lenet5", "--epochs", "3", "--out", str(out), "-q"]) == 0
+    import json
+
+    final = json.loads((out / "final.json").read_text())
+    assert final["evaluated"] == "ema" and final["test_accuracy"] >= 0.90
+
+
 def test_run_directory_mistakes_exit_2_in_one_line(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
