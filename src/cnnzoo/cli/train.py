@@ -11,14 +11,38 @@ from cnnzoo.train.schedule import SCHEDULES
 
 HELP = "train a model; under torchrun, with DistributedDataParallel"
 
+# (flag, config field) for the hyperparameters; every one defaults to None so that unset flags
+# leave the recipe's values alone
+HYPERPARAMETERS = (
+    ("--data", "data"),
+    ("--data-dir", "data_dir"),
+    ("--batch-size", "batch_size"),
+    ("--lr", "lr"),
+    ("--optimizer", "optimizer"),
+    ("--momentum", "momentum"),
+    ("--weight-decay", "weight_decay"),
+    ("--schedule", "schedule"),
+    ("--warmup-epochs", "warmup_epochs"),
+    ("--label-smoothing", "label_smoothing"),
+    ("--augment", "augment"),
+    ("--precision", "precision"),
+    ("--channels-last", "channels_last"),
+    ("--compile", "compile"),
+    ("--ema", "ema"),
+    ("--clip-grad", "clip_grad"),
+    ("--seed", "seed"),
+    ("--threads", "threads"),
+    ("--device", "device"),
+    ("--recipe", "recipe"),
+)
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("train", help=HELP, description=HELP)
     p.add_argument("model", nargs="?", help="a registered model (omit with --resume)")
-    # Every option defaults to None: unset flags leave the recipe's values alone.
     p.add_argument("--data", help="dataset name (digits, mnist, cifar10, ...) or image folder")
     p.add_argument("--data-dir", help="where dataset files are found")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs; with --resume, extends the run to N")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--optimizer", choices=OPTIMIZERS)
@@ -31,19 +55,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an EMA of the weights")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument(
+        "--ema", type=float, metavar="DECAY", help="evaluate an EMA of the weights (0: none)"
+    )
+    ema.add_argument(
+        "--no-ema", dest="ema", action="store_const", const=0.0, help="no EMA of the weights"
+    )
     p.add_argument("--clip-grad", type=float, metavar="NORM")
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: the recipe's, else OMP_NUM_THREADS, else physical cores)",
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="named defaults (default: fast)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIMESTAMP)")
-    p.add_argument("--resume", metavar="DIR|FILE", help="continue a run exactly where it stopped")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (its files)"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR exactly where it stopped (--epochs N extends it)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch, no bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnzoo.train.distributed import PeerLost, env_rank
     from cnnzoo.train.trainer import Interrupted, NonFiniteLossError, fit
 
     if args.resume is None and args.model is None:
@@ -51,31 +93,20 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs <= 0:
         raise CLIError(f"--epochs must be positive, got {args.epochs}")
     config = None
-    if args.resume is None:
-        config = make_config(
-            args.model,
-            args.recipe,
-            data=args.data,
-            data_dir=args.data_dir,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule,
-            warmup_epochs=args.warmup_epochs,
-            label_smoothing=args.label_smoothing,
-            augment=args.augment,
-            precision=args.precision,
-            channels_last=args.channels_last,
-            compile=args.compile,
-            ema=args.ema,
-            clip_grad=args.clip_grad,
-            seed=args.seed,
-            threads=args.threads,
-            device=args.device,
-        )
+    if args.resume is not None:
+        given = [flag for flag, name in HYPERPARAMETERS if getattr(args, name) is not None]
+        given += ["MODEL"] * (args.model is not None) + ["--overwrite"] * args.overwrite
+        if given:
+            raise CLIError(
+                f"{given[0]} cannot be given with --resume: a run keeps its model and settings "
+                "(only --epochs N, to extend it to N epochs); start a new run with --out for "
+                "other settings"
+            )
+    else:
+        overrides = {name: getattr(args, name) for _, name in HYPERPARAMETERS}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        recipe = overrides.pop("recipe", None)
+        config = make_config(args.model, recipe, epochs=args.epochs, **overrides)
         from cnnzoo.registry import model_info
 
         model_info(config.model)  # an unknown model fails here, before any data is read
@@ -84,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
             config,
             args.out,
             resume=args.resume,
+            epochs=args.epochs if args.resume is not None else None,
+            overwrite=args.overwrite,
             quiet=args.quiet,
             command=["cnnzoo", *sys.argv[1:]],
         )
     except Interrupted as stop:
-        print(f"stopped; {stop.checkpoint} written. Resume with:", file=sys.stderr)
-        print(f"  cnnzoo train --resume {stop.checkpoint.parent}", file=sys.stderr)
+        if env_rank() == 0:  # the rank that wrote it
+            print(f"stopped; {stop.checkpoint} written. Resume with:", file=sys.stderr)
+            print(f"  cnnzoo train --resume {stop.checkpoint.parent}", file=sys.stderr)
         return 130
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, PeerLost) as error:
         print(f"cnnzoo train: {error}", file=sys.stderr)
         return 1
     return 0

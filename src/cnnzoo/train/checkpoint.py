@@ -1,4 +1,17 @@
-"""Checkpoints: atomic writes, weights-only loading, and the RNG states exact resume needs."""
+"""Checkpoints: the format, atomic writes, weights-only loading, and saving/restoring a run.
+
+A checkpoint is a plain dict (``torch.load(weights_only=True)`` reads it; no code runs):
+
+- ``format``: ``"cnnzoo-checkpoint-2"`` (version 1, written before the EMA warm-up and the
+  ``inference`` entry, still loads: its EMA resumes with the fixed decay it was trained with);
+- ``model``: the bare model's state_dict; ``ema``: the EMA's (``module.``-prefixed keys and
+  ``n_averaged``) or None; ``optimizer``, ``scaler``, ``rng``, ``loader`` (epoch, batch index);
+- ``config``: :class:`TrainConfig` as a dict; ``data``: the training set's name, classes,
+  mean/std and image size; ``inference``: what a deployed model needs (see
+  :func:`inference_info`, also in ``config.json``);
+- ``step``, ``best_accuracy``, ``best_epoch``, ``history`` (one dict per finished epoch),
+  ``partial`` (sums of the epoch in progress), ``versions``.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +19,95 @@ import os
 import pickle
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "capture_rng", "load_checkpoint", "restore_rng"]
+if TYPE_CHECKING:
+    from cnnzoo.data import ImageDataset, Pipeline
+    from cnnzoo.train.trainer import Run
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_save",
+    "atomic_write_text",
+    "capture_rng",
+    "checkpoint_state",
+    "data_info",
+    "inference_info",
+    "load_checkpoint",
+    "restore_checkpoint",
+    "restore_rng",
+]
+
+CHECKPOINT_FORMAT = "cnnzoo-checkpoint-2"
+READABLE_FORMATS = ("cnnzoo-checkpoint-1", CHECKPOINT_FORMAT)
+
+# Called with a label at every write boundary (a temporary file complete, a rename done); tests
+# set it to end the process there (os._exit, as kill -9 would) and check what survives.
+FAULT_HOOK: Callable[[str], None] | None = None
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a reader (or a crash)
-    never sees a half-written checkpoint."""
-    path = Path(path)
+def write_boundary(label: str) -> None:
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(label)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename: a reader (or a
+    crash) sees the old file or the new one, never half of one. mkstemp creates files 0600;
+    they get the permissions the user's umask gives any other new file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        write_boundary(f"{path.name}: written")
         os.replace(tmp, path)
+        write_boundary(f"{path.name}: renamed")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` atomically (temporary file, fsync, rename)."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f), "wb")
+
+
 def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write a text file through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write a text file atomically (temporary file, fsync, rename)."""
+    _atomic_write(Path(path), lambda f: f.write(text), "w")
+
+
+def atomic_link(source: Path, path: Path) -> None:
+    """Make ``path`` hold exactly ``source``'s current content, atomically: a hard link renamed
+    into place (no second serialisation; a later atomic write of ``source`` replaces its name,
+    not this inode), or a copy where the filesystem has no hard links."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            atomic_save(torch.load(source, map_location="cpu", weights_only=True), path)
+            return
+        write_boundary(f"{path.name}: written")
         os.replace(tmp, path)
+        write_boundary(f"{path.name}: renamed")
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -93,3 +160,99 @@ def restore_rng(state: dict[str, Any]) -> None:
     )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import cnnzoo
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),  # TorchVersion is not plain data
+        "cnnzoo": cnnzoo.__version__,
+    }
+
+
+def data_info(train: ImageDataset, test: ImageDataset) -> dict[str, Any]:
+    """The training data's facts, as checkpoints and config.json (``data_info``) hold them."""
+    return {
+        "name": train.name,
+        "classes": list(train.classes),
+        "mean": list(train.mean),
+        "std": list(train.std),
+        "image_size": list(train.image_size),
+        "train_images": len(train),
+        "test_images": len(test),
+    }
+
+
+def inference_info(data: ImageDataset, pipeline: Pipeline) -> dict[str, Any]:
+    """What a model trained on ``data`` expects at inference (``config.json`` and checkpoints
+    hold it under ``inference``): the input size (C, H, W) it was trained on, the class names in
+    output order, and the preprocessing: uint8 images of ``data_size`` adapted by ``resize``
+    (``pad``: black borders centred, ``resize``: bilinear, ``none``), scaled to 0..1, then
+    normalised per channel with ``mean``/``std``. ``steps`` is the exact evaluation pipeline."""
+    from cnnzoo.data.transforms import PadTo, Resize
+
+    resize: dict[str, Any] = {"mode": "none"}
+    for step in pipeline.adaptation.steps if pipeline.adaptation is not None else ():
+        if isinstance(step, PadTo):
+            resize = {"mode": "pad", "size": list(step.size)}
+        elif isinstance(step, Resize):
+            resize = {"mode": "resize", "size": list(step.size), "interpolation": "bilinear"}
+    return {
+        "input_size": list(pipeline.output_size(data.image_size)),
+        "data_size": list(data.image_size),
+        "classes": list(data.classes),
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "resize": resize,
+        "steps": str(pipeline),
+    }
+
+
+def checkpoint_state(run: Run) -> dict[str, Any]:
+    """Everything that resumes ``run`` exactly where it is now."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": run.model.state_dict(),
+        "config": run.config.to_dict(),
+        "data": run.data_info,
+        "inference": run.inference,
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "rng": capture_rng(),
+        "loader": run.train_loader.state_dict(),
+        "step": run.step,
+        "best_accuracy": run.best_accuracy,
+        "best_epoch": run.best_epoch,
+        "history": run.history,
+        "partial": run.partial,
+        "versions": versions(),
+    }
+
+
+def restore_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
+    """Put ``run`` back in the state :func:`checkpoint_state` saved."""
+    fmt = checkpoint.get("format", READABLE_FORMATS[0])
+    if fmt not in READABLE_FORMATS:
+        raise ValueError(
+            f"checkpoint format {fmt!r} is not one this cnnzoo reads: {READABLE_FORMATS}"
+        )
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    if run.scaler.is_enabled() and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.ema is not None and checkpoint.get("ema"):
+        run.ema.load_state_dict(checkpoint["ema"])
+        if fmt == "cnnzoo-checkpoint-1":
+            run.ema.warmup = False  # format 1 averaged with a fixed decay: keep doing so
+    run.train_loader.load_state_dict(checkpoint["loader"])
+    run.step = int(checkpoint["step"])
+    run.best_accuracy = float(checkpoint["best_accuracy"])
+    run.best_epoch = int(checkpoint["best_epoch"])
+    run.history = list(checkpoint["history"])
+    run.partial = dict(checkpoint["partial"])
+    restore_rng(checkpoint["rng"])

@@ -40,7 +40,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
-    ema: float | None = None
+    ema: float | None = None  # decay of an EMA of the weights (warmed up); None or 0: no EMA
     clip_grad: float | None = None
     aux_weight: float = 0.3  # GoogLeNet / Inception auxiliary losses (Szegedy et al. 2014, sec. 5)
     seed: int = 0
@@ -49,6 +49,8 @@ class TrainConfig:
     recipe: str = "fast"
 
     def __post_init__(self) -> None:
+        if self.ema is not None and not self.ema:  # ema=0 / False: off, as None is
+            object.__setattr__(self, "ema", None)
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
@@ -59,7 +61,10 @@ class TrainConfig:
             (self.warmup_epochs >= 0, "warm-up epochs must be >= 0"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-            (self.ema is None or 0 < self.ema < 1, "EMA decay must be in (0, 1)"),
+            (
+                self.ema is None or 0 < self.ema < 1,
+                f"EMA decay must be in (0, 1), or 0 for no EMA; got {self.ema}",
+            ),
             (self.clip_grad is None or self.clip_grad > 0, "gradient clip must be positive"),
             (self.max_steps is None or self.max_steps > 0, "max steps must be positive"),
             (self.threads is None or self.threads > 0, "threads must be positive"),
@@ -115,13 +120,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# Options whose None means "none/off" (no EMA, no clipping, no step limit): an explicit None in
+# make_config's overrides sets them, where other None overrides mean "not given".
+NULLABLE = frozenset({"ema", "clip_grad", "max_steps", "warmup_lr"})
+
 # The recipe a model trains with when none is named.
 DEFAULT_RECIPES = {"lenet5": "lenet5-mnist"}
 
 
 def make_config(model: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The config for ``model``: defaults, then the recipe (``DEFAULT_RECIPES[model]`` or
-    ``fast`` when none is named), then the overrides that are not None."""
+    ``fast`` when none is named), then the overrides. An override of None means "not given"
+    (the recipe's value stays), except for the options in ``NULLABLE`` where None is a value:
+    ``make_config("lenet5", ema=None)`` (or ``ema=0``) trains without an EMA."""
     recipe = recipe or DEFAULT_RECIPES.get(model, "fast")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
@@ -130,5 +141,5 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
         # sec. 4.2: "we use 0.01 to warm up the training until the training error is below 80%
         # (about 400 iterations), and then go back to 0.1".
         values.update(warmup_lr=0.01, warmup_epochs=400 / 391)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None or k in NULLABLE})
     return TrainConfig(**values)

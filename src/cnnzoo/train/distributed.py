@@ -7,13 +7,36 @@ Launch: ``torchrun --nproc_per_node=N -m cnnzoo train MODEL ...`` on one machine
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "setup", "teardown"]
+__all__ = [
+    "DistInfo",
+    "PeerLost",
+    "all_reduce_sum",
+    "any_rank",
+    "barrier",
+    "env_rank",
+    "peers_watched",
+    "setup",
+    "teardown",
+]
+
+
+class PeerLost(RuntimeError):
+    """Another rank of the job died or stopped answering; this rank ends too."""
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun sets it (0 outside torchrun), before any set-up."""
+    return int(os.environ.get("RANK", "0"))
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,16 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def any_rank(flag: bool, info: DistInfo, device: torch.device | None = None) -> bool:
+    """True on every rank when ``flag`` is True on any: ranks agree on a stop at a step
+    boundary, so they all leave the loop after the same step (none waits in a collective)."""
+    if not info.enabled:
+        return flag
+    vote = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
@@ -63,3 +96,22 @@ def barrier(info: DistInfo) -> None:
 def teardown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def peers_watched(info: DistInfo, out: Path) -> Iterator[None]:
+    """A collective failing because another rank died (gloo: connection reset; nccl: timeout)
+    becomes one clear :class:`PeerLost` line instead of a traceback or a hang."""
+    try:
+        yield
+    except RuntimeError as error:
+        from cnnzoo.train.trainer import NonFiniteLossError
+
+        if not info.enabled or isinstance(error, NonFiniteLossError):
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = re.sub(r"\[[^\]]*\] ?", "", first).split(". ")[0]  # gloo's source locations
+        raise PeerLost(
+            f"rank {info.rank}: another rank of the job stopped answering ({first}); "
+            f"ending this one too. Resume with: cnnzoo train --resume {out}"
+        ) from error

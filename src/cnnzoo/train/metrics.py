@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "METRIC_COLUMNS",
-    "append_metrics",
     "confusion_matrix",
     "per_class_accuracy",
     "write_confusion_csv",
+    "write_metrics",
 ]
 
 METRIC_COLUMNS = (
@@ -25,6 +27,8 @@ METRIC_COLUMNS = (
     "train_accuracy",
     "test_loss",
     "test_accuracy",
+    "raw_test_loss",
+    "raw_test_accuracy",
     "images_per_second",
     "seconds",
 )
@@ -46,14 +50,21 @@ def per_class_accuracy(confusion: Tensor) -> list[float]:
     ]
 
 
-def append_metrics(path: Path, row: dict[str, float | int]) -> None:
-    """Append one epoch's row to ``metrics.csv``, writing the header on first use."""
-    new = not path.exists()
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+def write_metrics(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """``metrics.csv``: one row per finished epoch, rewritten whole (atomically) from the run's
+    history, so that it never holds a row twice or a row ``last.pt`` does not. ``test_*`` are
+    the evaluated model's (the EMA when there is one), ``raw_test_*`` the raw weights'."""
+    from cnnzoo.train.checkpoint import atomic_write_text
+
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        values = {**row}
+        values.setdefault("raw_test_loss", row["test_loss"])  # format-1 checkpoints
+        values.setdefault("raw_test_accuracy", row["test_accuracy"])
+        writer.writerow({k: _fmt(values[k]) for k in METRIC_COLUMNS})
+    atomic_write_text(buffer.getvalue(), path)
 
 
 def _fmt(value: float | int) -> str:
@@ -61,8 +72,11 @@ def _fmt(value: float | int) -> str:
 
 
 def write_confusion_csv(path: Path, confusion: Tensor, classes: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *classes])
-        for name, row in zip(classes, confusion.tolist(), strict=True):
-            writer.writerow([name, *row])
+    from cnnzoo.train.checkpoint import atomic_write_text
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion.tolist(), strict=True):
+        writer.writerow([name, *row])
+    atomic_write_text(buffer.getvalue(), path)

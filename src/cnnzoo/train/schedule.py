@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["SCHEDULES", "lr_at"]
+if TYPE_CHECKING:
+    from cnnzoo.train.config import TrainConfig
+
+__all__ = ["SCHEDULES", "Schedule", "lr_at"]
 
 SCHEDULES = ("onecycle", "cosine", "step", "paper", "constant")
 
@@ -63,3 +68,40 @@ def lr_at(
         marks = milestones or (int(0.5 * total_steps), int(0.75 * total_steps))
         return float(base_lr * gamma ** sum(step >= m for m in marks))
     return base_lr
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's learning rate as a function of the step, built once from its config."""
+
+    schedule: str
+    base_lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    warmup_lr: float | None = None
+    milestones: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, steps_per_epoch: int) -> Schedule:
+        total = config.epochs * steps_per_epoch
+        if config.max_steps is not None:
+            total = min(total, config.max_steps)
+        return cls(
+            schedule=config.schedule,
+            base_lr=config.lr,
+            total_steps=total,
+            warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+            warmup_lr=config.warmup_lr,
+            milestones=tuple(config.milestones),
+        )
+
+    def __call__(self, step: int) -> float:
+        return lr_at(
+            step,
+            total_steps=self.total_steps,
+            base_lr=self.base_lr,
+            schedule=self.schedule,
+            warmup_steps=self.warmup_steps,
+            warmup_lr=self.warmup_lr,
+            milestones=self.milestones,
+        )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnzoo.report import write_report
 from cnnzoo.train.plots import plot_curves
+from cnnzoo.train.report import write_report
 
 
 def test_report_is_self_contained(tmp_path: Path) -> None:
