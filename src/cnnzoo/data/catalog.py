@@ -14,7 +14,7 @@ from cnnzoo.data.cifar import CIFAR10, CIFAR100, CifarLayout, load_cifar
 from cnnzoo.data.dataset import DatasetError, ImageDataset, channel_stats, default_data_dir
 from cnnzoo.data.download import RemoteFile, download_files
 from cnnzoo.data.embedded import EMBEDDED, embedded_file, fifth_split, read_embedded
-from cnnzoo.data.folder import decode_images, scan_image_folder
+from cnnzoo.data.folder import decode_images, scan_image_folder, scan_images
 from cnnzoo.data.idx import read_idx_pair
 
 __all__ = [
@@ -287,7 +287,13 @@ def _load_named(spec: DatasetSpec, data_dir: Path, split: Literal["train", "test
     assert spec.mean is not None and spec.std is not None
     files = find_files(spec, data_dir, split)
     if spec.kind == "idx":
-        images, labels = read_idx_pair(files[0], files[1])
+        # headers are held to the published layout before any data is read (#13)
+        images, labels = read_idx_pair(
+            files[0],
+            files[1],
+            image_shape=(spec.image_size[1], spec.image_size[2]),
+            max_items=spec.sizes[0 if split == "train" else 1],
+        )
         classes = spec.classes
     else:
         assert spec.layout is not None
@@ -331,7 +337,12 @@ def load_dataset(
     files = train if which == "train" else val
     if not files:
         raise DatasetError(f"{root}: the {split} split is empty (val_fraction={val_fraction})")
-    images = decode_images([f for f, _ in files], image_size, workers=workers)
+    # size and channels are decided once for the whole folder, from the headers of both splits,
+    # so train and val always agree (#13)
+    size, channels = scan_images([f for f, _ in train + val])
+    images = decode_images(
+        [f for f, _ in files], image_size or size, workers=workers, channels=channels
+    )
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     mean, std = channel_stats(images)
     return ImageDataset(root.name, split, images, labels, classes, mean, std, str(root))

@@ -10,9 +10,15 @@ They are read from the extracted folder or straight from the ``.tar.gz`` as dist
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
+import math
+import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +45,16 @@ class CifarLayout:
     meta: str
     label_key: str
     names_key: str
+    # ceilings derived from the published files (10000 or 50000 rows of 3072 bytes, plus the
+    # pickle's labels and framing): a member declaring more is refused before it is read (#13)
+    max_batch_bytes: int = 10_000 * 3072 + (1 << 20)
+    max_meta_bytes: int = 1 << 20
+
+    @property
+    def max_archive_bytes(self) -> int:
+        """The most the whole decompressed archive may hold (every batch, meta and a readme)."""
+        batches = len(self.train) + len(self.test)
+        return batches * self.max_batch_bytes + self.max_meta_bytes + (4 << 20)
 
 
 CIFAR10 = CifarLayout(
@@ -58,6 +74,7 @@ CIFAR100 = CifarLayout(
     meta="meta",
     label_key="fine_labels",
     names_key="fine_label_names",
+    max_batch_bytes=50_000 * 3072 + (2 << 20),
 )
 
 
@@ -81,6 +98,11 @@ def _checked_dtype(*args: Any) -> np.dtype[Any]:
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError("only plain numpy arrays are allowed")
+    # numpy pickles an empty placeholder here and fills it from the pickled bytes afterwards:
+    # a large shape would allocate memory the file never paid for (#13)
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if not all(isinstance(d, int) and d >= 0 for d in dims) or math.prod(dims) > 1:
+        raise pickle.UnpicklingError(f"array placeholder of shape {shape!r} (numpy writes (0,))")
     return _numpy_attr("numpy.core.multiarray", "_reconstruct")(  # type: ignore[no-any-return]
         np.ndarray, shape, _checked_dtype(dtype)
     )
@@ -170,40 +192,121 @@ def _parse_names(obj: Any, names_key: str, source: str) -> tuple[str, ...]:
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
 
 
+class _BoundedStream(io.RawIOBase):
+    """A seekable decompressed stream that refuses to go past ``limit`` bytes (a tar bomb)."""
+
+    def __init__(self, inner: Any, limit: int, path: Path) -> None:
+        self.inner, self.limit, self.path = inner, limit, path
+
+    def _refuse(self) -> DatasetError:
+        return DatasetError(
+            f"{self.path}: decompresses to more than {self.limit} bytes, the most a CIFAR "
+            "archive holds (expected the archive as distributed)"
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return int(self.inner.tell())
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self.limit - self.inner.tell()
+        if size is None or size < 0 or size > room:
+            size = room + 1  # one byte past the ceiling proves the stream is too long
+        data: bytes = self.inner.read(size)
+        if self.inner.tell() > self.limit:
+            raise self._refuse()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            raise io.UnsupportedOperation("seeking from the end of a compressed stream")
+        target = offset if whence == io.SEEK_SET else self.inner.tell() + offset
+        if target > self.limit:
+            raise self._refuse()
+        return int(self.inner.seek(target))
+
+
+_COMPRESSED: tuple[tuple[bytes, Callable[[Any], Any]], ...] = (
+    (b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
+
+
+def _open_archive(path: Path, layout: CifarLayout, raw: Any) -> tarfile.TarFile:
+    magic = raw.read(6)
+    raw.seek(0)
+    opener = next((o for m, o in _COMPRESSED if magic.startswith(m)), None)
+    stream = raw if opener is None else _BoundedStream(opener(raw), layout.max_archive_bytes, path)
+    return tarfile.open(fileobj=stream, mode="r:")
+
+
 @contextmanager
 def _member_reader(path: Path, layout: CifarLayout) -> Iterator[Callable[[str], tuple[bytes, str]]]:
-    """Yields ``read(member) -> (bytes, where)`` over a CIFAR folder or the distributed archive."""
+    """Yields ``read(member) -> (bytes, where)`` over a CIFAR folder or the distributed archive.
+
+    Each member's declared size is checked against the layout's ceiling before it is read, and
+    the read itself stops there (#13).
+    """
+
+    def ceiling(member: str) -> int:
+        return layout.max_meta_bytes if member == layout.meta else layout.max_batch_bytes
+
+    def too_large(where: str, size: int, member: str) -> DatasetError:
+        return DatasetError(
+            f"{where}: {size} bytes, more than the {ceiling(member)} a CIFAR {member!r} file "
+            "holds (expected the files as distributed)"
+        )
+
     if path.is_dir():
 
         def read_file(member: str) -> tuple[bytes, str]:
             file = path / member
             if not file.is_file():
                 raise DatasetError(f"{file}: missing (expected the CIFAR batch {member!r})")
-            return file.read_bytes(), str(file)
+            with open(file, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > ceiling(member):
+                    raise too_large(str(file), size, member)
+                return f.read(ceiling(member)), str(file)
 
         yield read_file
         return
-    try:
-        archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the `with` below)
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise DatasetError(f"{path}: not a readable tar archive ({error})") from None
-
-    def read_member(member: str) -> tuple[bytes, str]:
-        name = f"{layout.folder}/{member}"
-        where = f"{path}:{name}"
+    with open(path, "rb") as raw:
         try:
-            # read into memory only: nothing is extracted, so member paths cannot escape
-            handle = archive.extractfile(name)
-            if handle is None:
-                raise KeyError(name)
-            return handle.read(), where
-        except KeyError:
-            raise DatasetError(f"{path}: the archive has no member {name!r}") from None
-        except (tarfile.TarError, OSError, EOFError) as error:
-            raise DatasetError(f"{where}: truncated or corrupt archive ({error})") from None
+            archive = _open_archive(path, layout, raw)
+        except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as error:
+            raise DatasetError(f"{path}: not a readable tar archive ({error})") from None
 
-    with archive:
-        yield read_member
+        def read_member(member: str) -> tuple[bytes, str]:
+            name = f"{layout.folder}/{member}"
+            where = f"{path}:{name}"
+            try:
+                info = archive.getmember(name)
+                if info.size > ceiling(member):
+                    raise too_large(where, info.size, member)
+                # read into memory only: nothing is extracted, so member paths cannot escape
+                handle = archive.extractfile(info)
+                if handle is None:
+                    raise KeyError(name)
+                return handle.read(ceiling(member)), where
+            except KeyError:
+                raise DatasetError(f"{path}: the archive has no member {name!r}") from None
+            except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as error:
+                raise DatasetError(f"{where}: truncated or corrupt archive ({error})") from None
+
+        with archive:
+            yield read_member
 
 
 def load_cifar(
