@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+
+from cnnzoo.train.checkpoint_validation import read_checkpoint, validate_checkpoint
 
 __all__ = ["atomic_save", "atomic_write_text", "capture_rng", "load_checkpoint", "restore_rng"]
 
@@ -26,8 +27,10 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # disk full: name it (#13)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 
@@ -39,35 +42,32 @@ def atomic_write_text(text: str, path: str | Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # disk full: name it (#13)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A cnnzoo training checkpoint, loaded with ``weights_only=True`` (no code can run).
 
-    Raises ``ValueError`` for a file that is not one of ours.
+    Raises ``ValueError`` for a file that is not one of ours or whose contents are out of bounds
+    (:mod:`cnnzoo.train.checkpoint_validation`).
     """
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(
-            f"{path} is not a cnnzoo checkpoint (refused by weights-only loading; nothing in it "
-            f"was run): {first}"
-        ) from None
+    # contents held to the file's size, sane limits and the registry before use (#13)
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or not {"model", "config"} <= checkpoint.keys():
         raise ValueError(
             f"{path} is not a cnnzoo checkpoint: expected a dict with 'model' and 'config' "
             "(a bare state_dict loads with cnnzoo.load_weights instead)"
         )
-    return checkpoint
+    return validate_checkpoint(checkpoint, path)
 
 
 def capture_rng() -> dict[str, Any]:
