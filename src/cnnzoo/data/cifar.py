@@ -288,13 +288,28 @@ def _member_reader(path: Path, layout: CifarLayout) -> Iterator[Callable[[str], 
         except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as error:
             raise DatasetError(f"{path}: not a readable tar archive ({error})") from None
 
+        wanted = {f"{layout.folder}/{m}": m for m in (layout.meta, *layout.train, *layout.test)}
+        index: dict[str, tarfile.TarInfo] = {}
+
+        def find(name: str) -> tarfile.TarInfo:
+            # headers are read in order and each wanted member's declared size is checked as
+            # its header arrives, before the reader skips over (decompresses) its data
+            while name not in index:
+                info = archive.next()
+                if info is None:
+                    raise KeyError(name)
+                member = wanted.get(info.name)
+                if member is not None and info.name not in index:
+                    if info.size > ceiling(member):
+                        raise too_large(f"{path}:{info.name}", info.size, member)
+                    index[info.name] = info
+            return index[name]
+
         def read_member(member: str) -> tuple[bytes, str]:
             name = f"{layout.folder}/{member}"
             where = f"{path}:{name}"
             try:
-                info = archive.getmember(name)
-                if info.size > ceiling(member):
-                    raise too_large(where, info.size, member)
+                info = find(name)
                 # read into memory only: nothing is extracted, so member paths cannot escape
                 handle = archive.extractfile(info)
                 if handle is None:

@@ -62,16 +62,17 @@ class IdxHeader(NamedTuple):
 
 
 @contextmanager
-def _open_stream(path: Path) -> Iterator[BinaryIO]:
-    """The file's bytes as a stream: gzip (detected by its magic) decompresses as it is read."""
+def _open_stream(path: Path) -> Iterator[tuple[BinaryIO, int | None]]:
+    """The file's bytes as a stream, and their count when known: gzip (detected by its magic)
+    decompresses as it is read, and its length is unknown until the end."""
     with open(path, "rb") as raw:
         if raw.read(2) != _GZIP_MAGIC:
             raw.seek(0)
-            yield raw
+            yield raw, os.fstat(raw.fileno()).st_size
             return
         raw.seek(0)
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-            yield cast(BinaryIO, stream)
+            yield cast(BinaryIO, stream), None
 
 
 def _read_exact(stream: BinaryIO, n: int, path: Path) -> bytes:
@@ -105,11 +106,11 @@ def _parse_header(stream: BinaryIO, path: Path) -> IdxHeader:
 def read_idx_header(path: str | Path) -> IdxHeader:
     """The dtype and shape an IDX file declares, reading only its header."""
     path = Path(path)
-    with _open_stream(path) as stream:
+    with _open_stream(path) as (stream, _):
         return _parse_header(stream, path)
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def _shape_text(shape: Sequence[int | str]) -> str:
     return "x".join(map(str, shape))
 
 
@@ -124,7 +125,7 @@ def read_idx(
     """
     path = Path(path)
     ceiling = limit("data_bytes") if max_bytes is None else max_bytes
-    with _open_stream(path) as stream:
+    with _open_stream(path) as (stream, size):
         header = _parse_header(stream, path)
         if expect is not None:
             expect.check(header, path)
@@ -134,9 +135,9 @@ def read_idx(
                 f"{path}: header declares shape {_shape_text(header.shape)} ({expected} data "
                 f"bytes), over the limit of {ceiling} bytes ({raise_hint('data_bytes')})"
             )
-        if not isinstance(stream, gzip.GzipFile):
+        if size is not None:
             # a raw file must be exactly as long as its header says: checked before reading
-            found = os.fstat(stream.fileno()).st_size - stream.tell()
+            found = size - stream.tell()
             if found != expected:
                 _size_error(path, header.shape, expected, found)
         out = bytearray()  # grows with the bytes that really arrive, never past `expected`
