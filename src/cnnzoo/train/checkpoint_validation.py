@@ -143,7 +143,8 @@ def _check_int(value: Any, where: str, low: int, high: int) -> int:
 
 
 def _check_model_kwargs(config: Mapping[str, Any], where: str) -> dict[str, Any]:
-    kwargs = config.get("model_kwargs") or {}
+    kwargs = config.get("model_kwargs")
+    kwargs = {} if kwargs is None else kwargs  # never `or`: the value may be anything
     if not isinstance(kwargs, dict) or len(kwargs) > _MAX_ITEMS:
         raise CheckpointError(f"{where}: model_kwargs must be a dict of at most {_MAX_ITEMS} keys")
     for key, value in kwargs.items():
@@ -274,7 +275,7 @@ def validate_checkpoint(checkpoint: Any, path: str | Path) -> dict[str, Any]:
     model = config["model"]
     check_model_state(model, kwargs, _check_tensors(checkpoint["model"], f"{where}: model"), where)
     ema = checkpoint.get("ema")
-    if ema:
+    if ema is not None and not (isinstance(ema, dict) and not ema):  # None or {}: no EMA
         averaged = _check_tensors(ema, f"{where}: ema")
         prefix = "module."
         inner = {k[len(prefix) :]: v for k, v in averaged.items() if k.startswith(prefix)}
