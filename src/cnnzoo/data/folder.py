@@ -163,10 +163,11 @@ _IMAGE_ERRORS = (
 
 def _decode_chunk(
     files: Sequence[str], size: tuple[int, int], max_pixels: int | None = None
-) -> tuple[np.ndarray, list[bool], list[str]]:
-    """Decode files to RGB uint8 (k, H, W, 3); gray flags; 'file: reason' for each failure."""
+) -> tuple[np.ndarray, list[bool], list[str], list[str]]:
+    """Decode files to RGB uint8 (k, H, W, 3); gray flags; 'file: reason' for each unreadable
+    file, and for each over the pixel limit."""
     out = np.zeros((len(files), size[0], size[1], 3), dtype=np.uint8)
-    gray, errors = [], []
+    gray, errors, oversized = [], [], []
     for k, file in enumerate(files):
         try:
             with open_image(file, max_pixels) as image:
@@ -174,11 +175,11 @@ def _decode_chunk(
                 out[k] = np.asarray(_fit(image.convert("RGB"), size))
         except DatasetError as error:  # over the pixel limit: already "file: reason"
             gray.append(True)
-            errors.append(str(error))
+            oversized.append(str(error))
         except _IMAGE_ERRORS as error:
             gray.append(True)
             errors.append(f"{file}: {error}")
-    return out, gray, errors
+    return out, gray, errors, oversized
 
 
 def scan_images(
@@ -257,11 +258,14 @@ def decode_images(
             parts = list(
                 pool.map(_decode_chunk, chunks, [size] * len(chunks), [max_pixels] * len(chunks))
             )
-    errors = [e for _, _, errs in parts for e in errs]
+    oversized = [e for *_, over in parts for e in over]
+    if oversized:
+        raise DatasetError(oversized[0])  # the file and the limit; one is enough to act on
+    errors = [e for _, _, errs, _ in parts for e in errs]
     if errors:
         raise _unreadable_error(errors)
     array = np.concatenate([p[0] for p in parts])
-    all_gray = all(g for _, flags, _ in parts for g in flags)
+    all_gray = all(g for _, flags, _, _ in parts for g in flags)
     images = torch.from_numpy(array).permute(0, 3, 1, 2)
     if channels is None:
         channels = 1 if all_gray else 3

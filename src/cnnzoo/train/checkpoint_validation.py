@@ -97,8 +97,9 @@ def read_checkpoint(path: str | Path) -> Any:
         refused = _refused_globals(path, error)
         if refused:
             raise CheckpointError(
-                f"{path}: refused: the pickle names {', '.join(refused[:5])}, which a checkpoint "
-                "never needs (nothing in it was run; expected only tensors and plain data)"
+                f"{path}: not a cnnzoo checkpoint: refused the global {', '.join(refused[:5])}, "
+                "which a checkpoint never needs (nothing in it was run; expected only tensors "
+                "and plain data)"
             ) from None
         detail = str(error).split("WeightsUnpickler error:")[-1]
         raise CheckpointError(
