@@ -17,6 +17,7 @@ import lzma
 import math
 import os
 import pickle
+import pickletools
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -148,12 +149,20 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_loads(data: bytes, source: str) -> Any:
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`; errors name ``source``."""
+    """Unpickle ``data`` with :class:`RestrictedUnpickler`; errors name ``source``.
+
+    Every opcode is parsed first (nothing is built): the unpickler allocates a string or bytes
+    opcode's declared length before reading it, so a 20-byte pickle declaring 2**40 bytes
+    would ask for a terabyte; the parse finds that the bytes are not there (#13).
+    """
     try:
+        for _ in pickletools.genops(data):
+            pass
         # encoding="bytes": the files are Python 2 pickles whose str keys arrive as bytes
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as error:  # any failure of a hostile or damaged file is the file's fault
-        raise DatasetError(f"{source}: not a valid CIFAR pickle ({error})") from None
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(f"{source}: not a valid CIFAR pickle ({reason})") from None
 
 
 def _as_str_keys(obj: Any, source: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ tensor; the random crops and colour jitter then run batched on the training devi
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections import Counter
@@ -129,19 +130,39 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
+class _SizedFile(io.FileIO):
+    """A file whose reads never ask for more than it holds: a chunk length field of 2 GB in a
+    160-byte PNG would otherwise make each read allocate 2 GB before finding the end."""
+
+    def __init__(self, file: str | Path) -> None:
+        super().__init__(file, "rb")
+        self.size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self.size - self.tell()))
+            if size == 0:
+                return b""
+        return super().read(size)
+
+
 @contextmanager
 def open_image(file: str | Path, max_pixels: int | None = None) -> Iterator[Image.Image]:
     """Open an image lazily (header only) and refuse one with more than ``max_pixels`` pixels
     (default :func:`cnnzoo.data.limits.limit` ``("image_pixels")``) before any pixel is decoded.
     """
     ceiling = limit("image_pixels") if max_pixels is None else max_pixels
+    handle = _SizedFile(file)
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # our ceiling replaces Pillow's warning and its bomb error
     try:
-        image = Image.open(file)
+        image = Image.open(handle)
+    except BaseException:
+        handle.close()
+        raise
     finally:
         Image.MAX_IMAGE_PIXELS = previous
-    with image:
+    with handle, image:
         width, height = image.size
         if width * height > ceiling:
             raise DatasetError(

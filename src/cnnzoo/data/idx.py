@@ -130,7 +130,9 @@ def read_idx(
         if expect is not None:
             expect.check(header, path)
         expected = header.nbytes
-        if expected > ceiling:
+        # zero-sized dimensions do not excuse huge others: numpy cannot even shape those
+        footprint = math.prod(max(d, 1) for d in header.shape) * header.dtype.itemsize
+        if max(expected, footprint) > ceiling:
             raise DatasetError(
                 f"{path}: header declares shape {_shape_text(header.shape)} ({expected} data "
                 f"bytes), over the limit of {ceiling} bytes ({raise_hint('data_bytes')})"
