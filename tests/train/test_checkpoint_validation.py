@@ -99,6 +99,10 @@ def test_a_plausible_num_classes_must_still_match_the_weights(tmp_path: Path) ->
             ["f6.weight has shape (1000000, 120) but its storage holds only 4 bytes"],
         ),
         (lambda c: c.pop("data"), ["expected a dict with 'model', 'config' and 'data'"]),
+        (
+            lambda c: c.update(optimizer={"state": {0: {"exp_avg": torch.zeros(1).expand(10**7)}}}),
+            [".optimizer.state.0.exp_avg has shape (10000000,) but its storage holds only 4"],
+        ),
         (lambda c: c["data"].update(classes=["a"]), ["1 class names but", "num_classes = 10"]),
         (
             lambda c: c["data"].update(image_size=[1, 10**5, 10**5]),

@@ -161,23 +161,44 @@ def _check_model_kwargs(config: Mapping[str, Any], where: str) -> dict[str, Any]
     return dict(kwargs)
 
 
+def _check_dense(tensor: torch.Tensor, name: str, where: str) -> None:
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        raise CheckpointError(f"{where}: {name} is not a dense tensor")
+    # a view may not promise more elements than its storage holds (a zero-stride bomb)
+    needed = tensor.numel() * tensor.element_size()
+    held = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    if needed > held:
+        raise CheckpointError(
+            f"{where}: {name} has shape {tuple(tensor.shape)} but its storage holds only "
+            f"{held} bytes (expected a dense tensor, as torch.save writes a state_dict)"
+        )
+
+
 def _check_tensors(state: Any, where: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or len(state) > _MAX_TENSORS:
         raise CheckpointError(f"{where}: expected a state_dict (a dict of named tensors)")
     for name, tensor in state.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise CheckpointError(f"{where}: entry {str(name)[:60]!r} is not a named tensor")
-        if tensor.layout != torch.strided or tensor.is_quantized:
-            raise CheckpointError(f"{where}: {name} is not a dense tensor")
-        # a view may not promise more elements than its storage holds (a zero-stride bomb)
-        needed = tensor.numel() * tensor.element_size()
-        held = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
-        if needed > held:
-            raise CheckpointError(
-                f"{where}: {name} has shape {tuple(tensor.shape)} but its storage holds only "
-                f"{held} bytes (expected a dense tensor, as torch.save writes a state_dict)"
-            )
+        _check_dense(tensor, name, where)
     return state
+
+
+def _check_every_tensor(obj: Any, where: str) -> None:
+    """Every tensor anywhere (optimizer state, RNG states) is dense: none can expand on use."""
+    stack: list[tuple[Any, str, int]] = [(obj, "", 0)]
+    seen = 0
+    while stack:
+        item, name, depth = stack.pop()
+        seen += 1
+        if depth > 32 or seen > 16 * _MAX_TENSORS:
+            raise CheckpointError(f"{where}: nested too deeply or too large (at {name[:80]})")
+        if isinstance(item, torch.Tensor):
+            _check_dense(item, name, where)
+        elif isinstance(item, dict):
+            stack.extend((v, f"{name}.{k}"[:200], depth + 1) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{name}[{i}]"[:200], depth + 1) for i, v in enumerate(item))
 
 
 def check_model_state(
@@ -273,6 +294,7 @@ def validate_checkpoint(checkpoint: Any, path: str | Path) -> dict[str, Any]:
             _check_value(value, f"{where}: config.{key}", max_int=1 << 62)
     kwargs = _check_model_kwargs(config, where)
     _check_data(checkpoint["data"], kwargs, where)
+    _check_every_tensor(checkpoint, where)
     model = config["model"]
     check_model_state(model, kwargs, _check_tensors(checkpoint["model"], f"{where}: model"), where)
     ema = checkpoint.get("ema")
