@@ -182,6 +182,20 @@ def test_cifar_pickle_cannot_allocate_through_the_array_placeholder() -> None:
     _refused(lambda: safe_loads(payload, "x"), "x: not a valid CIFAR pickle", "placeholder")
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"abc.",  # BINBYTES8: 1 TiB
+        b"\x80\x02B" + (1 << 31).to_bytes(4, "little") + b"abc.",  # BINBYTES: 2 GiB
+        b"\x80\x04\x95" + (1 << 40).to_bytes(8, "little") + b"N.",  # FRAME: 1 TiB
+    ],
+    ids=["binbytes8", "binbytes", "frame"],
+)
+def test_pickle_lengths_past_the_end_are_refused_before_allocating(payload: bytes) -> None:
+    # the C unpickler allocates a declared length before reading it (tracemalloc sees it)
+    _refused(lambda: safe_loads(payload, "batch"), "batch: not a valid CIFAR pickle", "declares")
+
+
 def test_a_real_cifar_batch_still_reads_through_the_limits(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)

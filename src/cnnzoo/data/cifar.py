@@ -148,16 +148,63 @@ class RestrictedUnpickler(pickle.Unpickler):
         return allowed
 
 
+_OPCODES = {ord(op.code): op for op in pickletools.opcodes}
+_LENGTH_BYTES = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
+
+
+def _check_declared_lengths(data: bytes) -> None:
+    """Walk the opcodes without building or decoding anything, checking that every declared
+    length (bytes, strings, frames) fits in the bytes that follow. The unpickler allocates a
+    bytes opcode's declared length before reading it: a 20-byte pickle declaring 2**40 bytes
+    would ask for a terabyte (#13)."""
+    position, end = 0, len(data)
+    while position < end:
+        op = _OPCODES.get(data[position])
+        if op is None:
+            raise pickle.UnpicklingError(f"unknown opcode 0x{data[position]:02x} at {position}")
+        position += 1
+        if op.name == "STOP":
+            return
+        arg = op.arg
+        if arg is None:
+            continue
+        if arg.n >= 0:
+            if op.name == "FRAME":
+                length = int.from_bytes(data[position : position + 8], "little")
+                if length > end - position - 8:
+                    raise pickle.UnpicklingError(f"FRAME declares {length} bytes past the end")
+            position += arg.n
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            for _ in range(2 if arg.name == "stringnl_noescape_pair" else 1):
+                newline = data.find(b"\n", position)
+                if newline < 0:
+                    raise pickle.UnpicklingError(f"{op.name}: no newline after {position}")
+                position = newline + 1
+        else:
+            size, signed = _LENGTH_BYTES[arg.n]
+            length = int.from_bytes(data[position : position + size], "little", signed=signed)
+            position += size
+            if not 0 <= length <= end - position:
+                raise pickle.UnpicklingError(
+                    f"{op.name} declares {length} bytes, {max(0, end - position)} remain"
+                )
+            position += length
+    raise pickle.UnpicklingError("truncated: no STOP opcode")
+
+
 def safe_loads(data: bytes, source: str) -> Any:
     """Unpickle ``data`` with :class:`RestrictedUnpickler`; errors name ``source``.
 
-    Every opcode is parsed first (nothing is built): the unpickler allocates a string or bytes
-    opcode's declared length before reading it, so a 20-byte pickle declaring 2**40 bytes
-    would ask for a terabyte; the parse finds that the bytes are not there (#13).
+    The opcodes' declared lengths are checked against the data first (nothing is allocated for
+    a length the file does not hold).
     """
     try:
-        for _ in pickletools.genops(data):
-            pass
+        _check_declared_lengths(data)
         # encoding="bytes": the files are Python 2 pickles whose str keys arrive as bytes
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as error:  # any failure of a hostile or damaged file is the file's fault
