@@ -6,6 +6,9 @@
 >>> model = cnnzoo.create_model("resnet18", num_classes=10)
 """
 
+# first, before torch: Ctrl-C while the `cnnzoo` command starts exits 130 quietly (#13)
+from cnnzoo import _interrupt  # noqa: F401
+
 __version__ = "0.1.0"
 
 from cnnzoo.compare import compare, training_memory

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from cnnzoo.cli import main
 
@@ -87,3 +93,157 @@ def test_unexpected_errors_exit_1_without_traceback_unless_debug(
     assert err.count("\n") == 1 and "internal error: KeyError" in err and "--debug" in err
     with pytest.raises(KeyError):
         main(["--debug", "list"])
+
+
+# --- #13: signals, pipes, OS errors, global options anywhere ---------------------------------
+
+
+def test_ctrl_c_during_start_up_imports_exits_130_without_a_traceback() -> None:
+    # -X importtime reports each import as it finishes: once cnnzoo._interrupt is in, torch and
+    # the models are still importing, and SIGINT arrives in the middle of them
+    child = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "cnnzoo", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stderr is not None
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if "cnnzoo._interrupt" in line:
+            child.send_signal(signal.SIGINT)
+            break
+    rest = child.stderr.read()
+    child.wait(timeout=60)
+    assert child.returncode == 130, "".join(seen[-5:]) + rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    assert "cnnzoo: interrupted" in rest
+
+
+def test_ctrl_c_while_running_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cnnzoo.cli.listing as listing
+
+    def interrupted(pattern: str) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(listing, "list_models", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "cnnzoo list: interrupted\n"
+
+
+def test_a_closed_pipe_exits_quietly() -> None:
+    # the issue: `cnnzoo conv ... | head -3` ended in "internal error: BrokenPipeError". Here
+    # the reader is gone before the first write, whatever the pipe's capacity.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "cnnzoo", "list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141  # as if killed by SIGPIPE, the Unix filter convention
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--debug", "list"],
+        ["list", "--debug"],
+        ["list", "--debug", "lenet*"],
+    ],
+)
+def test_debug_is_accepted_anywhere(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    import cnnzoo.cli.listing as listing
+
+    def broken(pattern: str) -> list[str]:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(listing, "list_models", broken)
+    with pytest.raises(KeyError):
+        main(argv)
+
+
+def test_arguments_after_double_dash_are_left_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["list", "--", "--debug"])  # a pattern, not the option
+    assert "no model matches '--debug'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/runs/x/last.pt"),
+            "cnnzoo list: error: /runs/x/last.pt: No space left on device (ENOSPC)\n",
+        ),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/ro/out.png"),
+            "cnnzoo list: error: /ro/out.png: Read-only file system (EROFS)\n",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/secret"),
+            "cnnzoo list: error: /secret: Permission denied (EACCES)\n",
+        ),
+    ],
+)
+def test_os_errors_are_one_line_exit_1_with_the_path(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: OSError,
+    line: str,
+) -> None:
+    import cnnzoo.cli.listing as listing
+
+    def failing(pattern: str) -> list[str]:
+        raise error
+
+    monkeypatch.setattr(listing, "list_models", failing)
+    assert main(["list"]) == 1
+    assert capsys.readouterr().err == line
+
+
+def test_a_checkpoint_write_on_a_full_disk_names_the_file(tmp_path: Path) -> None:
+    from cnnzoo.train.checkpoint import atomic_save
+
+    real_fdopen = os.fdopen
+
+    def full_disk(fd: int, mode: str = "r") -> Any:
+        real_fdopen(fd).close()
+        return open("/dev/full", mode)  # every write fails with ENOSPC
+
+    target = tmp_path / "last.pt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fdopen", full_disk)
+        with pytest.raises(OSError) as info:
+            atomic_save({"w": torch.zeros(1000)}, target)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_limit_flags_anywhere_reach_the_readers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            Image.new("L", (40, 40), 10 * i).save(tmp_path / c / f"{i}.png")
+    grid = tmp_path.parent / f"{tmp_path.name}-grid.png"
+    args = ["data", "info", str(tmp_path), "--grid", str(grid)]
+    assert main([*args, "--max-image-pixels", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "40x40 = 1600 pixels, over the limit of 1000" in err and err.count("\n") == 1
+    assert main(["--max-image-pixels=1600", *args]) == 0
+    assert "images:   1x40x40 uint8" in capsys.readouterr().out
+    assert "CNNZOO_MAX_IMAGE_PIXELS" not in os.environ  # restored after the command
+    assert main([*args, "--max-image-pixels", "lots"]) == 2
+    assert "expected a positive integer" in capsys.readouterr().err

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import http.server
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +200,128 @@ def test_cli_download_errors_are_one_line_exit_2(
     assert "offline" in err[0]
     assert main(["data", "download", "digits"]) == 2
     assert "needs no download: it installs with cnnzoo" in capsys.readouterr().err
+
+
+# --- hostile servers (#13): a deadline for the whole file, a size cap, no .part left --------
+
+
+class _HostileHandler(http.server.BaseHTTPRequestHandler):
+    """/trickle: 1 byte every 50 ms forever; /endless: zeros forever; /liar: announces 1 GB."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.path == "/liar":
+            self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        try:
+            while True:
+                if self.path == "/trickle":
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                else:
+                    self.wfile.write(bytes(1 << 16))
+        except OSError:  # the client hung up: what the tests want
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile_url() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.daemon = True
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_trickling_server_is_cut_off_by_the_deadline(hostile_url: str, tmp_path: Path) -> None:
+    # the issue: `--timeout` bounded each read, so 1 byte every 2 s kept it "downloading" forever
+    remote = RemoteFile("x", "0" * 32, (hostile_url + "trickle",), max_bytes=10**6)
+    with pytest.raises(DownloadError, match=r"trickle: not finished within the deadline"):
+        download_files([remote], tmp_path, stream=None, timeout=5, deadline=0.5)
+    assert list(tmp_path.iterdir()) == []  # no .part left
+
+
+def test_an_endless_body_is_cut_at_the_files_size_cap(hostile_url: str, tmp_path: Path) -> None:
+    remote = RemoteFile("x", "0" * 32, (hostile_url + "endless",), max_bytes=1 << 20)
+    with pytest.raises(DownloadError, match=r"sent more than 1048576 bytes"):
+        download_files([remote], tmp_path, stream=None, timeout=5, deadline=60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_announced_size_over_the_cap_is_refused_before_reading(
+    hostile_url: str, tmp_path: Path
+) -> None:
+    remote = RemoteFile("x", "0" * 32, (hostile_url + "liar",), max_bytes=1 << 20)
+    with pytest.raises(DownloadError, match=r"announces 1000000000 bytes, the file holds at most"):
+        download_files([remote], tmp_path, stream=None, timeout=5, deadline=60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_known_file_has_a_cap_from_its_published_size() -> None:
+    for spec in DATASETS.values():
+        for remote in spec.files:
+            assert remote.max_bytes is not None, remote.filename
+    # MNIST's training images: 9,912,422 bytes as published (yann.lecun.com/exdb/mnist);
+    # the cap is the raw 47,040,016 bytes plus gzip framing, so any honest file fits
+    mnist = {f.filename: f for f in DATASETS["mnist"].files}
+    assert 9_912_422 < mnist["train-images-idx3-ubyte.gz"].max_bytes < 48_000_000
+    # CIFAR-10's archive, 170,498,071 bytes as distributed (cs.toronto.edu/~kriz/cifar.html)
+    assert 170_498_071 < DATASETS["cifar10"].files[0].max_bytes < 250_000_000
+
+
+def test_a_full_disk_is_reported_at_once_with_the_path(
+    served: tuple[Server, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, www = served
+    (www / "x").write_bytes(b"abc")
+    import cnnzoo.data.download as download
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download.os, "replace", full)
+    urls = (server.url + "x", server.url + "x")
+    remote = RemoteFile("x", _md5(b"abc"), urls)
+    with pytest.raises(OSError) as info:
+        download_files([remote], tmp_path / "d", stream=None)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "d" / "x")
+    assert not isinstance(info.value, DownloadError)
+    assert server.requests == ["/x"]  # the second source was not tried: it would not help
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+_SIGTERM_CHILD = """
+import sys
+from cnnzoo.data import RemoteFile, download_files
+remote = RemoteFile("x", "0" * 32, (sys.argv[1],), max_bytes=10**6)
+download_files([remote], sys.argv[2], stream=None, timeout=30, deadline=120)
+"""
+
+
+def test_sigterm_mid_download_removes_the_part_file(hostile_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SIGTERM_CHILD, hostile_url + "trickle", str(tmp_path)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(1200):  # until the temporary file exists (the import takes a while)
+            if any(tmp_path.glob(".x.*.part")) or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert any(tmp_path.glob(".x.*.part")), "the download never started"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 143 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

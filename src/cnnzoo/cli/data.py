@@ -35,7 +35,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="a base URL tried before the official sources (repeatable)",
     )
-    download.add_argument("--timeout", type=float, default=30.0, help="seconds per connection")
+    download.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per connection and per read"
+    )
+    download.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds for all attempts at one file (default: 10 min plus its size at 100 kB/s)",
+    )
     download.add_argument("--quiet", action="store_true", help="no progress output")
     download.set_defaults(func=run_download)
 
@@ -56,6 +63,7 @@ def run_download(args: argparse.Namespace) -> int:
             args.data_dir,
             mirrors=args.mirror,
             timeout=args.timeout,
+            deadline=args.deadline,
             stream=None if args.quiet else sys.stderr,
         )
     except (DatasetError, DownloadError) as error:

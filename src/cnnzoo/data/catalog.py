@@ -14,7 +14,7 @@ from cnnzoo.data.cifar import CIFAR10, CIFAR100, CifarLayout, load_cifar
 from cnnzoo.data.dataset import DatasetError, ImageDataset, channel_stats, default_data_dir
 from cnnzoo.data.download import RemoteFile, download_files
 from cnnzoo.data.embedded import EMBEDDED, embedded_file, fifth_split, read_embedded
-from cnnzoo.data.folder import decode_images, scan_image_folder
+from cnnzoo.data.folder import decode_images, scan_image_folder, scan_images
 from cnnzoo.data.idx import read_idx_pair
 
 __all__ = [
@@ -42,11 +42,23 @@ _IDX_FILES = (
 )
 
 
+def _compressed_cap(raw_bytes: int) -> int:
+    """The most a gzip of ``raw_bytes`` can take: incompressible data stored, plus framing."""
+    return raw_bytes + raw_bytes // 100 + 4096
+
+
+def _idx_cap(name: str, sizes: tuple[int, int] = (60000, 10000), side: int = 28) -> int:
+    count = sizes[0] if name.startswith("train") else sizes[1]
+    raw = 16 + count * side * side if "images" in name else 8 + count
+    return _compressed_cap(raw)
+
+
 def _remote(
     urls: Sequence[str], md5s: Sequence[str], names: Sequence[str]
 ) -> tuple[RemoteFile, ...]:
+    # the size cap comes from the published dimensions, so a server cannot fill the disk (#13)
     return tuple(
-        RemoteFile(name, md5, tuple(base + name for base in urls))
+        RemoteFile(name, md5, tuple(base + name for base in urls), _idx_cap(name))
         for name, md5 in zip(names, md5s, strict=True)
     )
 
@@ -199,6 +211,7 @@ DATASETS: dict[str, DatasetSpec] = {
                     "cifar-10-python.tar.gz",
                     "c58f30108f718f92721af3b95e74349a",
                     ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                    _compressed_cap(CIFAR10.max_archive_bytes),
                 ),
             ),
             layout=CIFAR10,
@@ -218,6 +231,7 @@ DATASETS: dict[str, DatasetSpec] = {
                     "cifar-100-python.tar.gz",
                     "eb9058c3a382ffc7106e4002c42a8d85",
                     ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+                    _compressed_cap(CIFAR100.max_archive_bytes),
                 ),
             ),
             layout=CIFAR100,
@@ -287,7 +301,13 @@ def _load_named(spec: DatasetSpec, data_dir: Path, split: Literal["train", "test
     assert spec.mean is not None and spec.std is not None
     files = find_files(spec, data_dir, split)
     if spec.kind == "idx":
-        images, labels = read_idx_pair(files[0], files[1])
+        # headers are held to the published layout before any data is read (#13)
+        images, labels = read_idx_pair(
+            files[0],
+            files[1],
+            image_shape=(spec.image_size[1], spec.image_size[2]),
+            max_items=spec.sizes[0 if split == "train" else 1],
+        )
         classes = spec.classes
     else:
         assert spec.layout is not None
@@ -331,7 +351,12 @@ def load_dataset(
     files = train if which == "train" else val
     if not files:
         raise DatasetError(f"{root}: the {split} split is empty (val_fraction={val_fraction})")
-    images = decode_images([f for f, _ in files], image_size, workers=workers)
+    # size and channels are decided once for the whole folder, from the headers of both splits,
+    # so train and val always agree (#13)
+    size, channels = scan_images([f for f, _ in train + val])
+    images = decode_images(
+        [f for f, _ in files], image_size or size, workers=workers, channels=channels
+    )
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     mean, std = channel_stats(images)
     return ImageDataset(root.name, split, images, labels, classes, mean, std, str(root))
@@ -343,9 +368,13 @@ def download_dataset(
     *,
     mirrors: Sequence[str] = (),
     timeout: float = 30.0,
+    deadline: float | None = None,
     stream: TextIO | None = sys.stderr,
 ) -> list[Path]:
-    """Download a named dataset into ``data_dir/<name>/``; ``mirrors`` (base URLs) go first."""
+    """Download a named dataset into ``data_dir/<name>/``; ``mirrors`` (base URLs) go first.
+
+    ``timeout`` bounds each connection and read, ``deadline`` all attempts at one file (default:
+    derived from the file's size cap, :func:`cnnzoo.data.download.default_deadline`)."""
     spec = dataset_spec(name)
     if spec is None:
         raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
@@ -355,9 +384,12 @@ def download_dataset(
         )
     files = [
         RemoteFile(
-            f.filename, f.md5, (*(m.rstrip("/") + "/" + f.filename for m in mirrors), *f.urls)
+            f.filename,
+            f.md5,
+            (*(m.rstrip("/") + "/" + f.filename for m in mirrors), *f.urls),
+            f.max_bytes,
         )
         for f in spec.files
     ]
     target = (Path(data_dir) if data_dir else default_data_dir()) / spec.name
-    return download_files(files, target, timeout=timeout, stream=stream)
+    return download_files(files, target, timeout=timeout, deadline=deadline, stream=stream)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -34,7 +36,21 @@ def sample_grid(
 
 
 def save_grid(grid: torch.Tensor, path: str | Path) -> None:
-    """Write a uint8 (C, H, W) grid as PNG (gray for one channel, RGB for three)."""
+    """Write a uint8 (C, H, W) grid as PNG (gray for one channel, RGB for three), atomically:
+    through a temporary file beside ``path`` and a rename; errors name ``path``."""
+    path = Path(path)
     array = grid.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0]) if grid.shape[0] == 1 else Image.fromarray(array)
-    image.save(path, format="PNG")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException as error:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # disk full: name it (#13)
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise

@@ -16,7 +16,6 @@ A checkpoint is a plain dict (``torch.load(weights_only=True)`` reads it; no cod
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+
+from cnnzoo.train.checkpoint_validation import read_checkpoint, validate_checkpoint
 
 if TYPE_CHECKING:
     from cnnzoo.data import ImageDataset, Pipeline
@@ -76,8 +77,10 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
         write_boundary(f"{path.name}: written")
         os.replace(tmp, path)
         write_boundary(f"{path.name}: renamed")
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # disk full: name it (#13)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 
@@ -106,35 +109,32 @@ def atomic_link(source: Path, path: Path) -> None:
         write_boundary(f"{path.name}: written")
         os.replace(tmp, path)
         write_boundary(f"{path.name}: renamed")
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # disk full: name it (#13)
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A cnnzoo training checkpoint, loaded with ``weights_only=True`` (no code can run).
 
-    Raises ``ValueError`` for a file that is not one of ours.
+    Raises ``ValueError`` for a file that is not one of ours or whose contents are out of bounds
+    (:mod:`cnnzoo.train.checkpoint_validation`).
     """
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(
-            f"{path} is not a cnnzoo checkpoint (refused by weights-only loading; nothing in it "
-            f"was run): {first}"
-        ) from None
+    # contents held to the file's size, sane limits and the registry before use (#13)
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or not {"model", "config"} <= checkpoint.keys():
         raise ValueError(
             f"{path} is not a cnnzoo checkpoint: expected a dict with 'model' and 'config' "
             "(a bare state_dict loads with cnnzoo.load_weights instead)"
         )
-    return checkpoint
+    return validate_checkpoint(checkpoint, path)
 
 
 def capture_rng() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from cnnzoo.data import DeviceLoader, Pipeline, build_pipeline, load_dataset
 from cnnzoo.data.folder import decode_images
 from cnnzoo.registry import create_model, model_info
 from cnnzoo.train.checkpoint import load_checkpoint
+from cnnzoo.train.checkpoint_validation import check_model_state
 from cnnzoo.train.metrics import per_class_accuracy
 
 __all__ = [
@@ -51,11 +52,13 @@ def model_from_checkpoint(
     """
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
-    model = create_model(config["model"], **config.get("model_kwargs", {}))
     state = checkpoint["model"]
     if use_ema and checkpoint.get("ema"):
         prefix = "module."
         state = {k[len(prefix) :]: v for k, v in checkpoint["ema"].items() if k.startswith(prefix)}
+    # names and shapes checked on the meta device before any memory is allocated (#13)
+    check_model_state(config["model"], config.get("model_kwargs", {}), state, str(path))
+    model = create_model(config["model"], **config.get("model_kwargs", {}))
     model.load_state_dict(state)
     return model.eval(), checkpoint
 
