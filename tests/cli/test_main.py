@@ -215,9 +215,9 @@ def test_a_checkpoint_write_on_a_full_disk_names_the_file(tmp_path: Path) -> Non
 
     real_fdopen = os.fdopen
 
-    def full_disk(fd: int, mode: str = "r") -> Any:
+    def full_disk(fd: int, mode: str = "r", encoding: str | None = None) -> Any:
         real_fdopen(fd).close()
-        return open("/dev/full", mode)  # every write fails with ENOSPC
+        return open("/dev/full", mode, encoding=encoding)  # every write fails with ENOSPC
 
     target = tmp_path / "last.pt"
     with pytest.MonkeyPatch.context() as patch:
