@@ -22,6 +22,7 @@ from cnnzoo.cli import (
     show,
     train,
     visualize,
+    weights,
 )
 from cnnzoo.cli._common import CLIError, OneLineParser
 
@@ -40,6 +41,7 @@ SUBCOMMANDS = [
     export,
     draw,
     visualize,
+    weights,
 ]
 
 
