@@ -113,8 +113,9 @@ class ImageTransform:
             return x
         is_uint8 = x.dtype == torch.uint8
         mode = _INTERPOLATIONS[self.interpolation]
+        batch = x if x.dim() == 4 else x.unsqueeze(0)
         out = F.interpolate(
-            x.float(),
+            batch.float(),
             size=size,
             mode=mode,
             align_corners=None if mode == "nearest" else False,
@@ -122,7 +123,7 @@ class ImageTransform:
         )
         if is_uint8:  # torchvision resizes uint8 in float and rounds back
             out = out.round_().clamp_(0, 255).to(torch.uint8)
-        return out
+        return out if x.dim() == 4 else out[0]
 
     def center_crop(self, x: Tensor) -> Tensor:
         """The central ``crop_size`` square, zero-padded first if the image is smaller."""
@@ -437,15 +438,23 @@ def build_pretrained(
     if isinstance(source, Path):
         # A file of the user's: built as asked; a head of another size is left out, so a
         # torchvision file starts a fine-tune and a fine-tuned file loads whole.
-        model = builder(**kwargs, **_given(num_classes=num_classes, in_channels=in_channels))
-        try:
-            load_weights(model, source)
-        except WeightsMismatchError:
-            if num_classes is None:
-                raise
-            load_weights(model, source, drop_head=True)
-        num_classes = in_channels = None  # built as asked
-        default = None
+        # A file of the user's: built as asked if it fits so; else a torchvision-style file
+        # (3 channels, its own head) with the head and first conv adapted below.
+        tries = [(in_channels, False), (in_channels, True), (None, False), (None, True)]
+        first_error: WeightsMismatchError | None = None
+        for channels, drop_head in dict.fromkeys(tries):
+            if drop_head and num_classes is None:
+                continue
+            model = builder(**kwargs, **_given(num_classes=num_classes, in_channels=channels))
+            try:
+                load_weights(model, source, drop_head=drop_head)
+                break
+            except WeightsMismatchError as error:
+                first_error = first_error or error
+        else:
+            assert first_error is not None
+            raise first_error
+        default = getattr(model, "num_classes", None)
     else:
         drop_aux = False
         if name in _AUX_DEFAULT:
@@ -562,3 +571,34 @@ def predict(
         )
         for n, (image, row_v, row_i) in enumerate(zip(images, values, indices, strict=True))
     ]
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def default_freeze_point(model: str) -> str | None:
+    """The last stage of ``model`` with a total stride of at most 8 (ResNet: ``layer2``), the
+    part the ``finetune`` recipe freezes; None when the model lists no stages."""
+    from cnnzoo.registry import create_model
+
+    with torch.device("meta"):  # only the structure is needed: no memory, no init compute
+        built = create_model(model)
+    stages = [f.module for f in getattr(built, "feature_info", []) if f.reduction <= 8]
+    return stages[-1] if stages else None
+
+
+def finetune_settings(
+    model: str, weights: str | Path | None, freeze: str | None
+) -> tuple[str | None, str | None]:
+    """What a training config records: the weights entry's exact name (DEFAULT resolved, so the
+    run says which file it started from) or the file's absolute path; and the freeze point
+    (``"auto"``: :func:`default_freeze_point`; ``"none"``: nothing frozen)."""
+    recorded: str | None = None
+    if weights is not None:
+        source = resolve_weights(model, weights)
+        recorded = str(source.resolve()) if isinstance(source, Path) else source.name
+    if freeze == "auto":
+        freeze = default_freeze_point(model) if weights is not None else None
+    elif freeze == "none":
+        freeze = None
+    return recorded, freeze

@@ -34,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be at least 1, got {args.top_k}")
     if args.weights is not None:
-        from cnnzoo.pretrained import predict
+        from cnnzoo.pretrained import predict, resolve_weights
+        from cnnzoo.registry import model_info
 
+        model_info(args.checkpoint)  # a wrong model or weights name fails before any file
+        resolve_weights(args.checkpoint, args.weights)
         for file in args.images:
             if not Path(file).is_file():
                 raise FileNotFoundError(f"no image file at {file}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cnnzoo.cli._common import CLIError
+from cnnzoo.cli._weights import add_weights_argument
 from cnnzoo.train.config import OPTIMIZERS, PRECISIONS, RECIPES, make_config
 from cnnzoo.train.schedule import SCHEDULES
 
@@ -36,7 +37,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="named defaults (default: fast)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="named defaults (default: fast; finetune with --weights)",
+    )
+    add_weights_argument(
+        p,
+        "start from pretrained weights (DEFAULT, IMAGENET1K_V1, ... or a file) with a new head "
+        "for the data's classes; implies --recipe finetune",
+    )
+    p.add_argument(
+        "--freeze",
+        metavar="MODULE|auto|none",
+        help="freeze the model up to and including MODULE (finetune: auto, up to stride 8)",
+    )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIMESTAMP)")
     p.add_argument("--resume", metavar="DIR|FILE", help="continue a run exactly where it stopped")
     p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch, no bar")
@@ -75,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             device=args.device,
+            weights=args.weights,
+            freeze=args.freeze,
         )
         from cnnzoo.registry import model_info
 

@@ -176,21 +176,34 @@ def prepare(
     }
     config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
     model_input = (channels, info.input_size[1], info.input_size[2])
+    mean, std, policy = train_data.mean, train_data.std, "auto"
+    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
+        from cnnzoo.pretrained import finetune_input
+
+        known = finetune_input(config.model, config.weights, channels)
+        if known is not None:
+            mean, std, model_input = known
+            policy = "model"
 
     def pipeline(train: bool) -> Pipeline:
         return build_pipeline(
             config.augment,
-            mean=train_data.mean,
-            std=train_data.std,
+            mean=mean,
+            std=std,
             train=train,
             data_size=train_data.image_size,
             model_input=model_input,
             min_size=info.min_size,
             fixed_size=info.fixed_size,
+            policy=policy,  # type: ignore[arg-type]
         )
 
     train_pipeline, test_pipeline = pipeline(True), pipeline(False)
-    model = create_model(config.model, **model_kwargs).to(device)
+    # Pretrained weights only for a new run: a resumed one loads its own checkpoint.
+    weights = config.weights if checkpoint is None else None
+    model = create_model(config.model, weights=weights, **model_kwargs).to(device)
+    if config.freeze is not None:
+        cnnzoo.freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = None
