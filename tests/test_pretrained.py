@@ -612,3 +612,25 @@ def test_finetune_one_command_on_an_image_folder(
     capsys.readouterr()
     assert main(["predict", str(out), str(folder / "cat" / "000.png"), "--top-k", "1"]) == 0
     assert capsys.readouterr().out.split(": ")[1].split()[0] in ("cat", "dog")
+
+
+def test_readme_pretrained_example_runs(
+    resnet18_file: Path, tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python example, with a generated resnet18 file where torchvision's would be
+    cached (nothing is downloaded)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text("utf-8")
+    section = readme.split("## Pretrained weights", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    _cache_dir(torch_home).mkdir(parents=True)
+    (_cache_dir(torch_home) / "resnet18-f37072fd.pth").write_bytes(resnet18_file.read_bytes())
+    monkeypatch.setenv(pretrained.WEIGHTS_URL_ENV, _closed_port_url())
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((300, 400, 3), dtype=np.uint8)).save("photo.jpg")
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    assert namespace["x"].shape == (3, 224, 224)  # type: ignore[attr-defined]
+    top5 = namespace["top5"]
+    assert len(top5) == 5 and all(n in pretrained.imagenet_categories() for n, _ in top5)  # type: ignore[arg-type]
+    assert namespace["tuned"].fc.out_features == 10  # type: ignore[attr-defined]
