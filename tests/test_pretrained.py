@@ -634,3 +634,14 @@ def test_readme_pretrained_example_runs(
     top5 = namespace["top5"]
     assert len(top5) == 5 and all(n in pretrained.imagenet_categories() for n, _ in top5)  # type: ignore[arg-type]
     assert namespace["tuned"].fc.out_features == 10  # type: ignore[attr-defined]
+
+
+def test_freeze_points_are_checked_before_any_data_is_read() -> None:
+    from cnnzoo.train.config import make_config
+
+    assert make_config("resnet50", weights="DEFAULT").freeze == "layer2"  # stride 8
+    assert make_config("vgg16", weights="DEFAULT").freeze == "features.22"  # conv4_3 (stride 8)
+    assert make_config("resnet18", weights="DEFAULT", freeze="none").freeze is None
+    assert make_config("resnet18", weights="DEFAULT").weights == "IMAGENET1K_V1"  # not DEFAULT
+    with pytest.raises(ValueError, match="resnet18 has no module of that name; did you mean layer"):
+        make_config("resnet18", weights="DEFAULT", freeze="layer9")

@@ -601,4 +601,15 @@ def finetune_settings(
         freeze = default_freeze_point(model) if weights is not None else None
     elif freeze == "none":
         freeze = None
+    elif freeze is not None:  # a wrong name fails here, before any data is read
+        import difflib
+
+        from cnnzoo.registry import create_model
+
+        with torch.device("meta"):
+            names = [n for n, _ in create_model(model).named_modules() if n]
+        if freeze not in names:
+            close = difflib.get_close_matches(freeze, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"--freeze {freeze}: {model} has no module of that name{hint}")
     return recorded, freeze
