@@ -26,6 +26,7 @@ from cnnzoo.inspect import (
     summary,
 )
 from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.pretrained import ImageTransform, WeightsEntry, get_weights, list_weights, predict
 from cnnzoo.registry import ModelInfo, Paper, create_model, list_models, model_info, register_model
 from cnnzoo.surgery import (
     adapt_input_channels,
@@ -43,9 +44,11 @@ __all__ = [
     "FeatureExtractor",
     "FeatureInfo",
     "GeometryError",
+    "ImageTransform",
     "LayerTable",
     "ModelInfo",
     "Paper",
+    "WeightsEntry",
     "WeightsMismatchError",
     "__version__",
     "adapt_input_channels",
@@ -59,12 +62,15 @@ __all__ = [
     "extract_layers",
     "freeze",
     "fuse_bn",
+    "get_weights",
     "init_weights",
     "list_models",
+    "list_weights",
     "load_weights",
     "model_info",
     "optimize_for_inference",
     "pool_output_size",
+    "predict",
     "register_model",
     "summary",
     "training_memory",

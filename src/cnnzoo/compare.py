@@ -428,8 +428,7 @@ def compare(
         )
         milliseconds = None
         if latency:
-            extra = {"weights": weights} if weights else {}  # create_model learns weights=
-            model = create_model(name, **kwargs, **extra).eval()
+            model = create_model(name, weights=weights or None, **kwargs).eval()
             milliseconds = measure_latency(model, size, repeats=repeats)
             del model
         rows.append(

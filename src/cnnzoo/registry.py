@@ -12,6 +12,7 @@ import fnmatch
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 from torch import nn
@@ -186,8 +187,30 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, *, weights: str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> nn.Module:
     """Build a registered model. Keyword arguments that are ``None`` are dropped, so that unset
-    options (e.g. CLI flags) never override the model's own defaults."""
+    options (e.g. CLI flags) never override the model's own defaults.
+
+    ``weights`` loads pretrained weights: ``"DEFAULT"`` or an entry name (``"IMAGENET1K_V2"``,
+    see ``cnnzoo weights``), fetched into torch.hub's cache (``progress``: a bar while
+    downloading), or a local file path. With another ``num_classes`` the head is new (for
+    fine-tuning). See :mod:`cnnzoo.pretrained`.
+    """
+    if weights is not None and name not in _REGISTRY:
+        _ensure_models_loaded()
+        from cnnzoo.pretrained import list_weights
+
+        if name not in _REGISTRY and list_weights(name):
+            raise ValueError(
+                f"torchvision publishes weights for {name!r}, but no model of that name is "
+                "registered in this cnnzoo; see `cnnzoo list`"
+            )
     info = model_info(name)
-    return info.builder(**{k: v for k, v in kwargs.items() if v is not None})
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if weights is None:
+        return info.builder(**given)
+    from cnnzoo.pretrained import build_pretrained
+
+    return build_pretrained(name, info.builder, weights, given, progress=progress)

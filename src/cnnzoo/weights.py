@@ -111,7 +111,15 @@ def load_weights(
     skipped_head = [k for k in checkpoint if any(k.startswith(p) for p in head)]
     wanted = {k: v for k, v in checkpoint.items() if k not in skipped_head}
 
-    missing = [k for k in own if k not in wanted and not any(k.startswith(p) for p in head)]
+    # Files saved before BatchNorm counted batches (torchvision's older .pth files) lack
+    # num_batches_tracked; BatchNorm fills it in itself, so it is not missing.
+    missing = [
+        k
+        for k in own
+        if k not in wanted
+        and not k.endswith(".num_batches_tracked")
+        and not any(k.startswith(p) for p in head)
+    ]
     unexpected = [k for k in wanted if k not in own]
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"

@@ -28,6 +28,7 @@ from cnnzoo.cli import (
     show,
     train,
     visualize,
+    weights,
 )
 from cnnzoo.cli._common import CLIError, OneLineParser
 from cnnzoo.data.download import DownloadError
@@ -50,6 +51,7 @@ SUBCOMMANDS = [
     visualize,
     explain,
     compare,
+    weights,
 ]
 
 

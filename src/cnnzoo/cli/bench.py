@@ -10,8 +10,9 @@ import torch
 
 from cnnzoo._format import human_count, text_table
 from cnnzoo.cli._common import CLIError, parse_input_size
+from cnnzoo.cli._weights import add_weights_argument, build_model
 from cnnzoo.inference import PRECISIONS, BenchResult, native_precision, run_benchmark
-from cnnzoo.registry import create_model, model_info
+from cnnzoo.registry import model_info
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (torch default)")
     parser.add_argument("--iters", type=int, default=10, metavar="N", help="timed runs (10)")
     parser.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed runs (2)")
+    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model = create_model(args.model, in_channels=channels).to(device)
+    model = build_model(args.model, args.weights, in_channels=channels).to(device)
     example = torch.randn(args.batch_size, channels, height, width, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # emulated precision: a note below

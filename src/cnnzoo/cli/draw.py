@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cnnzoo.cli._common import CLIError
+from cnnzoo.cli._weights import add_weights_argument, with_weights
 from cnnzoo.cli.show import _input_size, _positive, load_model
 
 
@@ -33,20 +34,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--output", "-o", metavar="FILE", help="write to FILE (default: MODEL.FORMAT)"
     )
+    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnzoo.draw import draw
 
-    model = load_model(args.model)
+    model = with_weights(load_model(args.model), args)
     size = _input_size(args.input, model)
     suffix = Path(args.output).suffix.lstrip(".").lower() if args.output else ""
     fmt = args.format or (suffix if suffix in ("svg", "png", "html") else "svg")
     if args.output:
         output = Path(args.output)
     else:
-        stem = args.model if isinstance(model, str) else type(model).__name__
+        stem = args.model if ":" not in args.model else type(model).__name__
         output = Path(f"{stem.replace(':', '_')}.{fmt}")
     if output.is_dir():
         raise CLIError(f"--output {output} is a directory")

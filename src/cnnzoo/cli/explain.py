@@ -69,8 +69,7 @@ def _from_name(
     from cnnzoo.registry import create_model, model_info
 
     info = model_info(name)  # an unknown name raises with the nearest registered ones
-    # Only pass weights= when asked: create_model learns it with the pretrained-weights work.
-    model = create_model(name, **({"weights": weights} if weights else {})).eval()
+    model = create_model(name, weights=weights or None).eval()
     c, h, w = info.input_size
     classes = [str(i) for i in range(int(getattr(model, "num_classes", info.num_classes)))]
     table = _pretrained()

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from cnnzoo.cli._common import CLIError, parse_input_size
+from cnnzoo.cli._weights import WEIGHTS_HELP, add_weights_argument, build_model
 from cnnzoo.export import FORMATS, ExportError, export_model
-from cnnzoo.registry import create_model
 from cnnzoo.train.predict import model_from_checkpoint
 
 _SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--no-check", action="store_true", help="skip running the file against PyTorch"
     )
+    add_weights_argument(parser, WEIGHTS_HELP + " (with a MODEL)")
     parser.set_defaults(func=run)
 
 
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     if source.is_file() or source.is_dir():  # a run directory means its last.pt
+        if args.weights is not None:
+            raise CLIError("--weights goes with a model name; a checkpoint has its own weights")
         model, _ = model_from_checkpoint(source)  # the trainer's reader: EMA weights if any
         origin = f"checkpoint {source}"
         if input_size is not None and input_size[0] != getattr(model, "in_channels", input_size[0]):
@@ -65,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no checkpoint file at {source}")
     else:
         channels = input_size[0] if input_size is not None else None
-        model = create_model(args.source, in_channels=channels)
-        origin = f"{args.source} with freshly initialised weights"
+        model = build_model(args.source, args.weights, in_channels=channels)
+        origin = f"{args.source} with " + (
+            f"weights {args.weights}" if args.weights else "freshly initialised weights"
+        )
 
     try:
         report = export_model(

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from cnnzoo.cli._common import CLIError, parse_input_size
+from cnnzoo.cli._weights import add_weights_argument, with_weights
 
 FORMATS = ("text", "md", "csv", "json", "latex", "html")
 
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(not for json)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+    add_weights_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -123,7 +125,7 @@ def _input_size(text: str | None, model: str | nn.Module) -> tuple[int, ...] | N
 def run(args: argparse.Namespace) -> int:
     from cnnzoo.inspect import summary
 
-    model = load_model(args.model)
+    model = with_weights(load_model(args.model), args)
     size = _input_size(args.input, model)
     table = summary(model, size, batch_size=args.batch_size, depth=args.depth)
     if args.format == "json":

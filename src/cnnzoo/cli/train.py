@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cnnzoo.cli._common import CLIError
+from cnnzoo.cli._weights import add_weights_argument
 from cnnzoo.train.config import OPTIMIZERS, PRECISIONS, RECIPES, make_config
 from cnnzoo.train.schedule import SCHEDULES
 
@@ -34,6 +35,8 @@ HYPERPARAMETERS = (
     ("--threads", "threads"),
     ("--device", "device"),
     ("--recipe", "recipe"),
+    ("--weights", "weights"),
+    ("--freeze", "freeze"),
 )
 
 
@@ -70,7 +73,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="CPU threads (default: the recipe's, else OMP_NUM_THREADS, else physical cores)",
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="named defaults (default: fast)")
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="named defaults (default: fast; finetune with --weights)",
+    )
+    add_weights_argument(
+        p,
+        "start from pretrained weights (DEFAULT, IMAGENET1K_V1, ... or a file) with a new head "
+        "for the data's classes; implies --recipe finetune",
+    )
+    p.add_argument(
+        "--freeze",
+        metavar="MODULE|auto|none",
+        help="freeze the model up to and including MODULE (finetune: auto, up to stride 8)",
+    )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIMESTAMP)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (its files)"

@@ -187,12 +187,18 @@ def data_info(train: ImageDataset, test: ImageDataset) -> dict[str, Any]:
     }
 
 
-def inference_info(data: ImageDataset, pipeline: Pipeline) -> dict[str, Any]:
+def inference_info(
+    data: ImageDataset,
+    pipeline: Pipeline,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> dict[str, Any]:
     """What a model trained on ``data`` expects at inference (``config.json`` and checkpoints
     hold it under ``inference``): the input size (C, H, W) it was trained on, the class names in
     output order, and the preprocessing: uint8 images of ``data_size`` adapted by ``resize``
     (``pad``: black borders centred, ``resize``: bilinear, ``none``), scaled to 0..1, then
-    normalised per channel with ``mean``/``std``. ``steps`` is the exact evaluation pipeline."""
+    normalised per channel with ``mean``/``std`` (the data's, or the pretrained weights' when
+    fine-tuning). ``steps`` is the exact evaluation pipeline."""
     from cnnzoo.data.transforms import PadTo, Resize
 
     resize: dict[str, Any] = {"mode": "none"}
@@ -205,8 +211,8 @@ def inference_info(data: ImageDataset, pipeline: Pipeline) -> dict[str, Any]:
         "input_size": list(pipeline.output_size(data.image_size)),
         "data_size": list(data.image_size),
         "classes": list(data.classes),
-        "mean": list(data.mean),
-        "std": list(data.std),
+        "mean": list(data.mean if mean is None else mean),
+        "std": list(data.std if std is None else std),
         "resize": resize,
         "steps": str(pipeline),
     }

@@ -67,15 +67,26 @@ def _eval_pipeline(checkpoint: dict[str, Any], data_size: tuple[int, int, int]) 
     config, data = checkpoint["config"], checkpoint["data"]
     info = model_info(config["model"])
     channels = int(config["model_kwargs"].get("in_channels", info.input_size[0]))
+    mean, std = data["mean"], data["std"]
+    model_input = (channels, info.input_size[1], info.input_size[2])
+    policy = "auto"
+    if config.get("weights"):  # fine-tuned: as the trainer fed it (cnnzoo.pretrained)
+        from cnnzoo.pretrained import finetune_input
+
+        known = finetune_input(config["model"], config["weights"], channels)
+        if known is not None:
+            mean, std, model_input = known
+            policy = "model"
     return build_pipeline(
         config.get("augment", "none"),
-        mean=data["mean"],
-        std=data["std"],
+        mean=mean,
+        std=std,
         train=False,
         data_size=data_size,
-        model_input=(channels, info.input_size[1], info.input_size[2]),
+        model_input=model_input,
         min_size=info.min_size,
         fixed_size=info.fixed_size,
+        policy=policy,  # type: ignore[arg-type]
     )
 
 

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
 from cnnzoo.registry import create_model, model_info
+from cnnzoo.surgery import freeze
 from cnnzoo.train import distributed, rundir
 from cnnzoo.train.artifacts import final_summary, write_artifacts
 from cnnzoo.train.checkpoint import (
@@ -155,21 +156,35 @@ def prepare(
     model_kwargs = {**config.model_kwargs, "num_classes": train_data.num_classes}
     model_kwargs["in_channels"] = channels
     config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
+    model_input = (channels, info.input_size[1], info.input_size[2])
+    mean, std, policy = train_data.mean, train_data.std, "auto"
+    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
+        from cnnzoo.pretrained import finetune_input
+
+        known = finetune_input(config.model, config.weights, channels)
+        if known is not None:
+            mean, std, model_input = known
+            policy = "model"
 
     def pipeline(train: bool) -> Pipeline:
         return build_pipeline(
             config.augment,
-            mean=train_data.mean,
-            std=train_data.std,
+            mean=mean,
+            std=std,
             train=train,
             data_size=train_data.image_size,
-            model_input=(channels, info.input_size[1], info.input_size[2]),
+            model_input=model_input,
             min_size=info.min_size,
             fixed_size=info.fixed_size,
+            policy=policy,  # type: ignore[arg-type]
         )
 
     train_pipeline, test_pipeline = pipeline(True), pipeline(False)
-    model = create_model(config.model, **model_kwargs).to(device)
+    # Pretrained weights only for a new run: a resumed one loads its own checkpoint.
+    weights = config.weights if checkpoint is None else None
+    model = create_model(config.model, weights=weights, **model_kwargs).to(device)
+    if config.freeze is not None:
+        freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     world = dist_info.world_size
@@ -219,7 +234,7 @@ def prepare(
         train_loader=train_loader,
         test_loader=test_loader,
         data_info=data_info(train_data, test_data),
-        inference=inference_info(train_data, test_pipeline),
+        inference=inference_info(train_data, test_pipeline, mean, std),
         quiet=quiet,
     )
     if checkpoint is not None:
