@@ -161,4 +161,3 @@ def test_weights_reach_create_model_only_when_given(
     assert main(["explain", "resnet20", image, *common, "--weights", "w.pth"]) == 0
     assert main(["compare", "resnet20", "--weights", "w.pth", "--repeats", "1"]) == 0
     assert [c.get("weights") for c in calls] == [None, "w.pth", "w.pth"]
-    assert "weights" not in calls[0]

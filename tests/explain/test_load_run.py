@@ -10,17 +10,19 @@ from pathlib import Path
 import pytest
 
 from cnnzoo.train import load_run, make_config
-from cnnzoo.train.metrics import METRIC_COLUMNS, append_metrics
+from cnnzoo.train.metrics import METRIC_COLUMNS, write_metrics
 
 
 def write_run(folder: Path, epochs: int, *, finished: bool) -> None:
     """A run folder as the trainer writes it (its own writers and config), without training."""
     config = make_config("lenet5_modern", epochs=epochs).to_dict()
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    history = []
     for epoch in range(1, epochs + 1):
         row: dict[str, float | int] = {k: 1.0 / epoch for k in METRIC_COLUMNS}
         row.update(epoch=epoch, step=10 * epoch, test_accuracy=0.5 + 0.1 * epoch)
-        append_metrics(folder / "metrics.csv", row)
+        history.append(row)
+    write_metrics(folder / "metrics.csv", history)
     if finished:
         final = {"model": "lenet5_modern", "test_accuracy": 0.7, "epochs": epochs}
         (folder / "final.json").write_text(json.dumps(final), encoding="utf-8")
