@@ -18,10 +18,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", "deploy"),
     "onnxruntime": ("onnxruntime", "deploy"),
     "onnxscript": ("onnxscript", "deploy"),
+    "captum": ("captum", "explain"),
 }
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(ModuleNotFoundError):
     """An optional dependency a feature needs is not installed."""
 
 
@@ -36,5 +37,5 @@ def require(module: str, feature: str) -> ModuleType:
         package, extra = EXTRAS.get(top, (top, ""))
         hint = f"pip install 'cnnzoo[{extra}]'" if extra else f"pip install {package}"
         raise MissingExtraError(
-            f"{feature} needs {package}, which is not installed ({hint})"
+            f"{package} is needed for {feature} but is not installed ({hint})"
         ) from None

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from cnnzoo._format import human_count, text_table
+from cnnzoo._optional import require
 
 __all__ = [
     "OPTIMIZERS",
@@ -347,8 +348,8 @@ class Comparison:
     def plot(self, path: str | Path, *, y: str = "auto") -> Path:
         """A scatter plot of ``y`` ("acc1", "macs"; "auto": accuracy when every row has one, else
         MACs) against measured latency, one labelled point per model; PNG or SVG by suffix."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        FigureCanvasAgg = require("matplotlib.backends.backend_agg", "plots").FigureCanvasAgg
+        Figure = require("matplotlib.figure", "plots").Figure
 
         from cnnzoo.explain.render import write_atomically
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cnnzoo import __version__
 from cnnzoo._interrupt import restore_default_sigint
+from cnnzoo._optional import MissingExtraError
 from cnnzoo.cli import (
     bench,
     compare,
@@ -163,7 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 141  # as if killed by SIGPIPE, like other Unix filters, but without a traceback
-    except (CLIError, ValueError, FileNotFoundError, IsADirectoryError, DownloadError) as error:
+    except (
+        CLIError,
+        ValueError,
+        FileNotFoundError,
+        IsADirectoryError,
+        DownloadError,
+        MissingExtraError,
+    ) as error:
         if debug:
             raise
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)

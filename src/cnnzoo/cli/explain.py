@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._optional import require
 from cnnzoo.cli._common import CLIError
 
 
@@ -122,12 +123,7 @@ def _output_names(files: Sequence[Path], method: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from cnnzoo.explain import default_layer, explain, save_overlay
 
-    try:
-        importlib.import_module("captum.attr")
-    except ImportError:
-        raise CLIError(
-            "explain needs captum, not installed: pip install 'cnnzoo[explain]'"
-        ) from None
+    require("captum.attr", "cnnzoo explain")
     files = [Path(p) for p in args.images]
     for file in files:
         if not file.is_file():

@@ -10,12 +10,13 @@ on every exit path, exceptions included.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from cnnzoo._optional import require
 
 __all__ = ["METHODS", "default_layer", "explain", "layer_candidates"]
 
@@ -35,12 +36,7 @@ _HOOK_TABLES = (
 
 
 def _captum_attr() -> Any:
-    try:
-        return importlib.import_module("captum.attr")
-    except ImportError:
-        raise ModuleNotFoundError(
-            "explanations need captum, which is not installed: pip install 'cnnzoo[explain]'"
-        ) from None
+    return require("captum.attr", "explanations")
 
 
 @contextlib.contextmanager

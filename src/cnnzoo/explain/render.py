@@ -9,6 +9,8 @@ from pathlib import Path
 
 from torch import Tensor
 
+from cnnzoo._optional import require
+
 __all__ = ["save_overlay", "write_atomically"]
 
 
@@ -29,8 +31,8 @@ def save_overlay(
 ) -> Path:
     """Write ``image`` ((C, H, W), values in [0, 1]) with ``heat`` ((H, W)) over it in a colour
     map, scaled to its own maximum, and ``title`` above; the file appears whole or not at all."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "heat maps").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "heat maps").Figure
 
     c, h, w = image.shape
     zoom = max(1.0, min_pixels / max(h, w))

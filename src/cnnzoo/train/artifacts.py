@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from cnnzoo._optional import MissingExtraError
 from cnnzoo.train.checkpoint import atomic_write_text
 from cnnzoo.train.metrics import per_class_accuracy, write_confusion_csv
 
@@ -54,8 +56,12 @@ def write_artifacts(run: Run, final: dict[str, Any], confusion: Tensor) -> None:
 
     out, classes = run.out_dir, run.test_data.classes
     write_confusion_csv(out / "confusion.csv", confusion, classes)
-    plot_confusion(out / "confusion.png", confusion, classes)
-    plot_curves(out / "curves.png", run.history)
+    try:
+        plot_confusion(out / "confusion.png", confusion, classes)
+        plot_curves(out / "curves.png", run.history)
+    except MissingExtraError as missing:  # the run's numbers are complete without pictures
+        if not run.quiet:
+            print(f"curves.png and confusion.png not drawn: {missing}", file=sys.stderr)
     config = run.config.to_dict()
     write_report(out, final, config, run.history, input_size=run.inference["input_size"])
     atomic_write_text(json.dumps(final, indent=2) + "\n", out / "final.json")

@@ -8,16 +8,14 @@ from typing import Any
 
 from torch import Tensor
 
+from cnnzoo._optional import require
+
 __all__ = ["plot_confusion", "plot_curves"]
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    require("matplotlib", "training curves and confusion matrices").use("Agg")  # files only
+    return require("matplotlib.pyplot", "training curves and confusion matrices")
 
 
 def plot_curves(path: Path, rows: Sequence[dict[str, float]]) -> None:
