@@ -5,7 +5,8 @@ A checkpoint is a plain dict (``torch.load(weights_only=True)`` reads it; no cod
 - ``format``: ``"cnnzoo-checkpoint-2"`` (version 1, written before the EMA warm-up and the
   ``inference`` entry, still loads: its EMA resumes with the fixed decay it was trained with);
 - ``model``: the bare model's state_dict; ``ema``: the EMA's (``module.``-prefixed keys and
-  ``n_averaged``) or None, ``ema_warmup``: whether its decay warms up; ``optimizer``, ``scaler``, ``rng``, ``loader`` (epoch, batch index);
+  ``n_averaged``) or None, ``ema_warmup``: whether its decay warms up;
+  ``optimizer``, ``scaler``, ``rng``, ``loader`` (epoch, batch index);
 - ``config``: :class:`TrainConfig` as a dict; ``data``: the training set's name, classes,
   mean/std and image size; ``inference``: what a deployed model needs (see
   :func:`inference_info`, also in ``config.json``);
