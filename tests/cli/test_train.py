@@ -238,7 +238,8 @@ def test_torchrun_two_process_gloo(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 3, "only rank 0 logs"
     checkpoint = torch.load(out / "last.pt", weights_only=True)
-    assert checkpoint["step"] == 3 * (1442 // (32 * 2))  # each rank takes half of every epoch
+    batch = checkpoint["config"]["batch_size"]
+    assert checkpoint["step"] == 3 * (1442 // (batch * 2))  # each rank takes half of each epoch
     model = create_model("lenet5")
     model.load_state_dict(checkpoint["model"])  # no DDP "module." prefix
     import json

@@ -47,7 +47,7 @@ def test_make_config_turns_the_ema_off(off: object) -> None:
 
 
 def test_unset_overrides_keep_the_recipe() -> None:
-    assert make_config("lenet5", epochs=None).epochs == 30
+    assert make_config("lenet5", epochs=None).epochs == 20
 
 
 def test_the_epoch_line_and_metrics_report_ema_and_raw(

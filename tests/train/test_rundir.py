@@ -155,3 +155,25 @@ def test_inference_metadata_is_recorded(finished: Path) -> None:
     assert info["resize"] == {"mode": "resize", "size": [28, 28], "interpolation": "bilinear"}
     assert len(info["mean"]) == len(info["std"]) == 1
     assert torch.load(finished / "last.pt", weights_only=True)["format"] == "cnnzoo-checkpoint-2"
+
+
+def test_a_format_1_checkpoint_resumes(tmp_path: Path) -> None:
+    """Checkpoints written before format 2 (no ``inference``, EMA without warm-up) still resume;
+    their EMA keeps the fixed decay it was trained with."""
+    from cnnzoo.train import trainer
+
+    out = tmp_path / "run"
+    fit(dataclasses.replace(SMALL, ema=0.9), out, quiet=True)
+    old = torch.load(out / "last.pt", weights_only=True)
+    old["format"] = "cnnzoo-checkpoint-1"
+    del old["inference"], old["ema_warmup"]
+    old["scaler"] = None
+    torch.save(old, out / "last.pt")
+    run = trainer.prepare(
+        trainer.TrainConfig.from_dict(old["config"]), out, quiet=True, checkpoint=old
+    )
+    assert run.ema is not None and run.ema.warmup is False
+    final = fit(None, resume=out, epochs=2, quiet=True)
+    assert final["epochs"] == 2
+    assert load_checkpoint(out)["format"] == "cnnzoo-checkpoint-2"
+    assert load_checkpoint(out)["ema_warmup"] is False  # the run goes on as it began

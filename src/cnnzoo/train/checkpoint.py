@@ -5,7 +5,8 @@ A checkpoint is a plain dict (``torch.load(weights_only=True)`` reads it; no cod
 - ``format``: ``"cnnzoo-checkpoint-2"`` (version 1, written before the EMA warm-up and the
   ``inference`` entry, still loads: its EMA resumes with the fixed decay it was trained with);
 - ``model``: the bare model's state_dict; ``ema``: the EMA's (``module.``-prefixed keys and
-  ``n_averaged``) or None; ``optimizer``, ``scaler``, ``rng``, ``loader`` (epoch, batch index);
+  ``n_averaged``) or None, ``ema_warmup``: whether its decay warms up;
+  ``optimizer``, ``scaler``, ``rng``, ``loader`` (epoch, batch index);
 - ``config``: :class:`TrainConfig` as a dict; ``data``: the training set's name, classes,
   mean/std and image size; ``inference``: what a deployed model needs (see
   :func:`inference_info`, also in ``config.json``);
@@ -229,6 +230,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
         "ema": run.ema.state_dict() if run.ema is not None else None,
+        "ema_warmup": run.ema.warmup if run.ema is not None else None,
         "rng": capture_rng(),
         "loader": run.train_loader.state_dict(),
         "step": run.step,
@@ -253,8 +255,8 @@ def restore_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
         run.scaler.load_state_dict(checkpoint["scaler"])
     if run.ema is not None and checkpoint.get("ema"):
         run.ema.load_state_dict(checkpoint["ema"])
-        if fmt == "cnnzoo-checkpoint-1":
-            run.ema.warmup = False  # format 1 averaged with a fixed decay: keep doing so
+        # format 1 averaged with a fixed decay: a run begun so keeps doing so
+        run.ema.warmup = bool(checkpoint.get("ema_warmup", fmt != "cnnzoo-checkpoint-1"))
     run.train_loader.load_state_dict(checkpoint["loader"])
     run.step = int(checkpoint["step"])
     run.best_accuracy = float(checkpoint["best_accuracy"])

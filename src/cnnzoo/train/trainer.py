@@ -36,6 +36,7 @@ from cnnzoo.train.checkpoint import (
 )
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.ema import EMA
+from cnnzoo.train.loaders import build_loaders, check_splits, resolve_device
 from cnnzoo.train.metrics import confusion_matrix
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
@@ -114,33 +115,12 @@ class Run:
 # --------------------------------------------------------------------------- prepare
 
 
-def _resolve_device(name: str) -> str:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}: expected cpu or cuda[:N]")
-    return name
-
-
-def _check_splits(train: ImageDataset, test: ImageDataset) -> None:
-    """A classifier needs images in both splits and at least two classes to tell apart."""
-    for split in (train, test):
-        if len(split) == 0:
-            raise ValueError(f"{split.name}: the {split.split} split has no images")
-    present = sorted(train.classes[i] for i in set(train.labels.tolist()))
-    if len(present) < 2:
-        raise ValueError(
-            f"{train.name}: the training images are all of one class ({present[0]!r} of "
-            f"{len(train.classes)} classes); a classifier needs at least 2 classes with images"
-        )
-
-
 def prepare(
     config: TrainConfig, out_dir: Path, *, quiet: bool = False, checkpoint: dict[str, Any] | None
 ) -> Run:
     """Data, model, optimiser, schedule and loaders for ``config``; restored from ``checkpoint``."""
     torch.set_num_threads(config.threads or default_threads())
-    dist_info, device = distributed.setup(_resolve_device(config.device))
+    dist_info, device = distributed.setup(resolve_device(config.device))
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
     torch.manual_seed(config.seed)
@@ -149,7 +129,7 @@ def prepare(
     data = config.data or "digits"
     train_data = load_dataset(data, config.data_dir, "train", seed=config.seed)
     test_data = load_dataset(data, config.data_dir, "test", seed=config.seed)
-    _check_splits(train_data, test_data)
+    check_splits(train_data, test_data)
     # The model is built for the data's channels (no information is thrown away or repeated);
     # the size is adapted to the model when it cannot take the data's (cnnzoo.data.transforms).
     channels = train_data.image_size[0]
@@ -187,29 +167,8 @@ def prepare(
         freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    world = dist_info.world_size
-    train_loader = DeviceLoader(
-        train_data.images,
-        train_data.labels,
-        batch_size=config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=len(train_data) >= 4 * config.batch_size * world,
-        transform=train_pipeline,
-        device=device,
-        rank=dist_info.rank,
-        world_size=world,
-    )
-    test_loader = DeviceLoader(
-        test_data.images,
-        test_data.labels,
-        batch_size=config.eval_batch_size,
-        shuffle=False,
-        transform=test_pipeline,
-        device=device,
-        rank=dist_info.rank,
-        world_size=world,
-        pad_shards=False,
+    train_loader, test_loader = build_loaders(
+        config, train_data, test_data, (train_pipeline, test_pipeline), device, dist_info
     )
     train_model: nn.Module = model
     if config.compile:
