@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -38,13 +38,18 @@ from cnnzoo.precision import AUTO
 from cnnzoo.preprocessing import Preprocessing, batches, read_run_config
 from cnnzoo.registry import create_model, model_info
 
+if TYPE_CHECKING:
+    from cnnzoo.train.predict import Prediction
+
 __all__ = [
     "CALIBRATION_BATCH_SIZE",
     "Int8Export",
     "Source",
     "bench_runtimes",
     "export_int8",
+    "load_exported",
     "load_source",
+    "predict_exported",
 ]
 
 CALIBRATION_BATCH_SIZE = 32
@@ -109,9 +114,9 @@ def load_source(text: str | Path, input_size: tuple[int, int, int] | None = None
         raise FileNotFoundError(f"no run, checkpoint or ONNX file at {path}")
     name = str(text)
     info = model_info(name)  # unknown names: ValueError with the nearest
-    size = tuple(input_size) if input_size is not None else info.input_size
+    size = _size3(input_size if input_size is not None else info.input_size)
     model = create_model(name, in_channels=size[0]).eval()
-    return Source(name, f"{name} with freshly initialised weights", _size3(size), model)
+    return Source(name, f"{name} with freshly initialised weights", size, model)
 
 
 def _size3(size: tuple[int, ...]) -> tuple[int, int, int]:
@@ -339,3 +344,60 @@ def bench_runtimes(
 def results_json(results: list[BenchResult]) -> str:
     """``--json``: the records, speed-ups against the first result."""
     return json.dumps([r.record(results[0]) for r in results], indent=2) + "\n"
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+
+def is_exported_file(path: str | Path) -> bool:
+    """An exported model (``.onnx``, or a TorchScript archive) rather than a checkpoint."""
+    path = Path(path)
+    return path.is_file() and (path.suffix.lower() == ".onnx" or is_torchscript(path))
+
+
+def load_exported(path: str | Path) -> tuple[Callable[[Tensor], Tensor], Preprocessing]:
+    """An exported file as a callable (ONNX Runtime or TorchScript) and the preprocessing it
+    carries; ``ValueError`` when it carries none (exported from a model name, not a run)."""
+    path = Path(path)
+    preprocessing = _metadata_preprocessing(read_metadata(path))
+    if preprocessing is None:
+        raise ValueError(
+            f"{path} carries no preprocessing or class names: export it from a run "
+            "(cnnzoo export RUN)"
+        )
+    if is_torchscript(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
+            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        return module, preprocessing
+    return OnnxRuntimeModel(path), preprocessing
+
+
+def predict_exported(
+    path: str | Path, images: Sequence[str | Path], *, top_k: int = 5
+) -> list[Prediction]:
+    """The ``top_k`` classes of each image file by an exported model, preprocessed as its
+    metadata says (decoded at the training images' size and channels, then the run's
+    evaluation pipeline): the same answers ``cnnzoo predict RUN`` gives."""
+    from cnnzoo.data.folder import decode_images
+    from cnnzoo.train.predict import Prediction
+
+    if top_k < 1:
+        raise ValueError(f"top-k must be at least 1, got {top_k}")
+    files = [Path(p) for p in images]
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"no image file at {file}")
+    model, prep = load_exported(path)
+    c, h, w = prep.image_size
+    batch = decode_images(files, (h, w), workers=1, channels=c)
+    with torch.inference_mode():
+        probabilities = model(prep.pipeline()(batch).float()).float().softmax(dim=1)
+    values, indices = probabilities.topk(min(top_k, len(prep.classes)), dim=1)
+    return [
+        Prediction(
+            str(file),
+            [(prep.classes[int(i)], float(v)) for v, i in zip(row_v, row_i, strict=True)],
+        )
+        for file, row_v, row_i in zip(files, values, indices, strict=True)
+    ]

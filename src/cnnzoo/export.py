@@ -286,7 +286,7 @@ def _export_torchscript(
         # TorchScript keeps strings beside the code as "extra files"; one JSON file holds all.
         extra = {_EXTRA_FILE: json.dumps(dict(metadata))} if metadata else {}
         with atomic_path(path) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files=extra)  # type: ignore[no-untyped-call]
+            torch.jit.save(traced, str(tmp), _extra_files=extra)
 
 
 @contextmanager

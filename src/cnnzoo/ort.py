@@ -47,7 +47,7 @@ def require_onnxruntime() -> ModuleType:
         raise MissingDependencyError(
             f"ONNX Runtime is not installed: {INSTALL_HINT} (or pip install onnxruntime)"
         ) from None
-    return onnxruntime
+    return onnxruntime  # type: ignore[no-any-return]
 
 
 class OnnxRuntimeModel:
@@ -66,6 +66,10 @@ class OnnxRuntimeModel:
         self.input_shape = tuple(self.session.get_inputs()[0].shape)
 
     def __call__(self, x: Tensor) -> Tensor:
+        batch = self.input_shape[0] if self.input_shape else None
+        if isinstance(batch, int) and batch != x.shape[0] and x.shape[0] % batch == 0:
+            # exported with a fixed batch: run it in pieces of that size
+            return torch.cat([self(piece) for piece in torch.split(x, batch)])
         array = np.ascontiguousarray(x.detach().cpu().float().numpy())
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 

@@ -78,7 +78,8 @@ def _table(results: list[BenchResult]) -> str:
         row("GFLOP/s", lambda r: optional(r.flops_per_s, lambda v: f"{v / 1e9:.1f}")),
         row("share of peak", lambda r: optional(r.peak_share, lambda v: f"{v:.0%}")),
         row(
-            "rel. output error", lambda r: optional(r.check and r.check.rel_error, "{:.1e}".format)
+            "rel. output error",
+            lambda r: optional(r.check.rel_error if r.check else None, "{:.1e}".format),
         ),
     ]
     if any(r.accuracy is not None for r in results):
