@@ -273,6 +273,7 @@ def bench_runtimes(
     *,
     batch_size: int = 1,
     precision: str = AUTO,
+    compile: bool = False,
     calibrate: str | None = None,
     calibration_batches_count: int = 8,
     accuracy: bool = True,
@@ -290,6 +291,13 @@ def bench_runtimes(
     on random inputs: the timing holds, the accuracy would not, and none is measured.
     """
     require_onnxruntime()
+    if source.onnx_path is not None:
+        fixed = OnnxRuntimeModel(source.onnx_path).input_shape[0]
+        if isinstance(fixed, int) and fixed != batch_size:
+            raise ValueError(
+                f"{source.onnx_path.name} takes batches of exactly {fixed}: bench it with "
+                f"--batch-size {fixed}, or export with --dynamic-batch"
+            )
     example = torch.randn(batch_size, *source.input_size)
     macs = _macs(source)
     runners: list[tuple[str, str, Callable[[Tensor], Any]]] = []
@@ -299,7 +307,9 @@ def bench_runtimes(
             model = source.model.eval()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # the CLI notes emulation
-                optimized = optimize_for_inference(model, example, precision=precision)
+                optimized = optimize_for_inference(
+                    model, example, precision=precision, compile=compile
+                )
             runners += [
                 ("torch eager", "fp32", model),
                 ("torch optimised", optimized.precision, optimized),

@@ -146,8 +146,11 @@ def quantize_int8(
     metadata = {
         p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props
     }
-    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    reader = _Reader(input_name, calibration)
+    graph_input = onnx.load(str(source), load_external_data=False).graph.input[0]
+    static_batch = graph_input.type.tensor_type.shape.dim[0].dim_value  # 0: dynamic
+    if static_batch > 0:  # a fixed-batch file is calibrated in pieces of its batch
+        calibration = (p for batch in calibration for p in torch.split(batch, static_batch))
+    reader = _Reader(graph_input.name, calibration)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".quantize-") as work:
         prepared = Path(work) / "prepared.onnx"
         # The recommended pre-processing: shape inference and ONNX Runtime's graph optimisation

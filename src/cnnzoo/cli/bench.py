@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=AUTO,
         help="of the optimised torch side; auto: bf16 where native, else fp32",
     )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the optimised side")
     parser.add_argument(
         "--calibrate",
         metavar="DATA",
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             source,
             batch_size=args.batch_size,
             precision=args.precision,
+            compile=args.compile,
             calibrate=args.calibrate,
             calibration_batches_count=args.calibration_batches,
             accuracy=not args.no_accuracy,
