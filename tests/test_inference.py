@@ -194,8 +194,12 @@ def test_auto_is_the_default_and_explicit_emulated_bf16_warns_with_the_slowdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, x = create_model("simple_cnn"), torch.randn(1, 3, 32, 32)
-    monkeypatch.setattr(precision, "native_precision", lambda dtype, device="cpu": False)
-    monkeypatch.setattr(inference, "native_precision", lambda dtype, device="cpu": False)
+
+    def fp32_only(dtype: torch.dtype, device: object = "cpu") -> bool:
+        return dtype == torch.float32
+
+    monkeypatch.setattr(precision, "native_precision", fp32_only)
+    monkeypatch.setattr(inference, "native_precision", fp32_only)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert optimize_for_inference(model, x).precision == "fp32"

@@ -159,11 +159,12 @@ def test_model_to_int8_calibrated_on_a_folder(
 ) -> None:
     from PIL import Image
 
+    generator = torch.Generator().manual_seed(0)
     for label in ("a", "b"):
         (tmp_path / "pics" / label).mkdir(parents=True)
         for index in range(3):
-            color = (index * 60, 200 if label == "a" else 0, 90)
-            Image.new("RGB", (40, 36), color).save(tmp_path / "pics" / label / f"{index}.png")
+            pixels = torch.randint(0, 256, (36, 40, 3), generator=generator, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(tmp_path / "pics" / label / f"{index}.png")
     output = tmp_path / "r20-int8.onnx"
     code, out, err = _export(
         capsys, "resnet20", "--int8", "--calibrate", str(tmp_path / "pics"), "-o", str(output)
