@@ -224,6 +224,7 @@ def _export_onnx(
     opset: int | None,
     metadata: Mapping[str, str],
 ) -> None:
+    require_onnx_exporter()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     with _quiet_exporters(), _tracked(model) as tracker:
         try:
@@ -269,6 +270,19 @@ def _export_onnx(
             raise ExportError(
                 f"ONNX translation failed{where}: {summary}", layer=layer, operator=operator
             ) from error
+
+
+def require_onnx_exporter() -> None:
+    """torch's ONNX exporter needs onnx and onnxscript (the optional ``deploy`` extra)."""
+    from cnnzoo.ort import INSTALL_HINT, MissingDependencyError
+
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependencyError(
+                f"ONNX export needs {module}, which is not installed: {INSTALL_HINT}"
+            ) from None
 
 
 def _export_torchscript(
@@ -415,7 +429,7 @@ def export_model(
         try:
             run = _run_onnx(path) if format == "onnx" else _run_torchscript(path)
         except ImportError:
-            note = "onnxruntime is not installed: the export was not checked"
+            note = "onnxruntime is not installed (pip install 'cnnzoo[deploy]'): not checked"
             return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, (), note)
         batches = (example_batch, 1) if dynamic_batch else (example_batch,)
         worst: OutputCheck | None = None

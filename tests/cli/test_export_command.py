@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,20 @@ def test_model_to_int8_calibrated_on_a_folder(
         "no accuracy: the model is untrained (export a run to measure it)\n"
     )
     assert output.is_file()
+
+
+@pytest.mark.parametrize("module", ["onnxscript", "onnxruntime"])
+def test_missing_deploy_extra_is_one_line_exit_1(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    args = ["lenet5", "-o", str(tmp_path / "l.onnx")]
+    if module == "onnxruntime":
+        args += ["--int8", "--calibrate", "digits"]
+    code, out, err = _export(capsys, *args)
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "is not installed" in err and "pip install 'cnnzoo[deploy]'" in err
