@@ -5,7 +5,9 @@ side by side (no timing asserts)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,20 @@ def test_missing_onnxruntime_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'cnnzoo\[deploy\]'"):
         require_onnxruntime()
+
+
+def test_readme_reader_without_cnnzoo_runs(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = load_source(run_dir)
+    export_model(source.model, tmp_path / "model.onnx", metadata=source_metadata(source))  # type: ignore[arg-type]
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Without cnnzoo:") :]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(textwrap.dedent(block.group(1)), "README.md", "exec"), namespace)
+    assert namespace["classes"] == [str(d) for d in range(10)]
+    assert (namespace["channels"], namespace["height"], namespace["width"]) == (1, 32, 32)
+    assert namespace["mean"] == pytest.approx(list(source.preprocessing.mean))  # type: ignore[union-attr]

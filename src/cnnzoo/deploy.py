@@ -176,12 +176,7 @@ def calibration_batches(
         from cnnzoo.data import load_dataset
 
         dataset = load_dataset(data, data_dir, "train")
-        prep = Preprocessing.for_dataset(
-            source.name if source.model is not None else "simple_cnn",
-            dataset,
-            source.input_size,
-            data_dir,
-        )
+        prep = Preprocessing.for_dataset(source.name, dataset, source.input_size, data_dir)
     else:
         raise ValueError(
             f"int8 calibration needs real images: give --calibrate DATA (a dataset name or an "

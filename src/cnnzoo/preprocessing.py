@@ -147,8 +147,12 @@ class Preprocessing:
     def for_dataset(
         cls, model: str, dataset: ImageDataset, input_size: ImageSize, data_dir: str | None
     ) -> Preprocessing:
-        """For an untrained model fed ``dataset``'s images at exactly ``input_size``."""
-        info = model_info(model)
+        """For a model (registered name, or a file's name) fed ``dataset``'s images at exactly
+        ``input_size``."""
+        try:
+            info: Any = model_info(model)
+        except ValueError:  # not a registered name: no size limits to respect
+            info = None
         return cls(
             model=model,
             data=dataset.source if Path(dataset.source).is_dir() else dataset.name,
@@ -158,8 +162,8 @@ class Preprocessing:
             mean=tuple(dataset.mean),
             std=tuple(dataset.std),
             model_input=input_size,
-            min_size=info.min_size,
-            fixed_size=info.fixed_size,
+            min_size=info.min_size if info is not None else None,
+            fixed_size=info.fixed_size if info is not None else False,
             policy="model",
         )
 
