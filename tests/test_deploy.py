@@ -167,6 +167,9 @@ def test_bench_of_an_onnx_file_uses_its_metadata(run_dir: Path, tmp_path: Path) 
     results = bench_runtimes(file_source, warmup=0, iters=1, calibration_batches_count=1)
     assert [r.label for r in results] == ["onnxruntime fp32", "onnxruntime int8"]
     assert all(r.accuracy is not None for r in results)
+    int8 = export_int8(source, tmp_path / "int8.onnx", calibration_batches_count=1)
+    (only,) = bench_runtimes(load_source(int8.path), warmup=0, iters=1)
+    assert only.label == "onnxruntime int8" and only.accuracy == int8.accuracy["int8"]
     assert results[0].macs_per_image == summary(source.model, (1, 32, 32)).total_macs  # type: ignore[arg-type]
 
 

@@ -297,7 +297,8 @@ def bench_runtimes(
     macs = _macs(source)
     runners: list[tuple[str, str, Callable[[Tensor], Any]]] = []
     with tempfile.TemporaryDirectory(prefix="cnnzoo-bench-") as work:
-        fp32_path = _fp32_file(source, Path(work))
+        # an .onnx source is benched as it is (fp32 or already int8)
+        fp32_path = source.onnx_path or _fp32_file(source, Path(work))
         if source.model is not None:
             model = source.model.eval()
             with warnings.catch_warnings():
