@@ -194,3 +194,24 @@ def test_readme_reader_without_cnnzoo_runs(
     assert namespace["classes"] == [str(d) for d in range(10)]
     assert (namespace["channels"], namespace["height"], namespace["width"]) == (1, 32, 32)
     assert namespace["mean"] == pytest.approx(list(source.preprocessing.mean))  # type: ignore[union-attr]
+
+
+def test_cli_predict_of_an_exported_file(
+    run_dir: Path,
+    images: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cnnzoo.cli import main
+
+    source = load_source(run_dir)
+    path = tmp_path / "model.onnx"
+    export_model(source.model, path, input_size=source.input_size, metadata=source_metadata(source))  # type: ignore[arg-type]
+    assert main(["predict", str(run_dir), *map(str, images), "--top-k", "1"]) == 0
+    from_run = capsys.readouterr().out
+    assert main(["predict", str(path), *map(str, images), "--top-k", "1"]) == 0
+    assert capsys.readouterr().out == from_run and len(from_run.splitlines()) == len(images)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert main(["predict", str(path), str(images[0])]) == 1
+    assert "pip install 'cnnzoo[deploy]'" in capsys.readouterr().err

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from cnnzoo.ort import MissingDependencyError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
 
     # An exported file carries its preprocessing and class names (cnnzoo export RUN).
     predict = predict_exported if is_exported_file(args.checkpoint) else predict_images
-    for prediction in predict(args.checkpoint, args.images, top_k=args.top_k):
+    try:
+        predictions = predict(args.checkpoint, args.images, top_k=args.top_k)
+    except MissingDependencyError as error:  # .onnx without onnxruntime: the install line
+        print(f"cnnzoo predict: error: {error}", file=sys.stderr)
+        return 1
+    for prediction in predictions:
         top = ", ".join(f"{name} {p:.1%}" for name, p in prediction.top)
         print(f"{prediction.file}: {top}")
     return 0
