@@ -12,10 +12,14 @@ ONNX goes through ``torch.export`` (PyTorch's exporter since 2.9); TorchScript t
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._optional import require
 from cnnzoo.inference import OutputCheck, compare_outputs
 from cnnzoo.registry import model_info
 
@@ -32,6 +37,8 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "export_model",
+    "is_torchscript",
+    "read_metadata",
 ]
 
 FORMATS = ("onnx", "torchscript")
@@ -40,6 +47,7 @@ FORMATS = ("onnx", "torchscript")
 EXPORT_TOLERANCE = 1e-4
 # Above protobuf's 2 GiB limit the weights must live beside the .onnx file.
 _ONNX_SINGLE_FILE_LIMIT = 1_900_000_000
+_EXTRA_FILE = "cnnzoo.json"  # TorchScript: the metadata, as one JSON object of strings
 
 
 class ExportError(RuntimeError):
@@ -209,8 +217,15 @@ def _rewrite_divisor_override(program: torch.export.ExportedProgram) -> None:
 
 
 def _export_onnx(
-    model: nn.Module, example: Tensor, path: Path, *, dynamic_batch: bool, opset: int | None
+    model: nn.Module,
+    example: Tensor,
+    path: Path,
+    *,
+    dynamic_batch: bool,
+    opset: int | None,
+    metadata: Mapping[str, str],
 ) -> None:
+    require_onnx_exporter()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     with _quiet_exporters(), _tracked(model) as tracker:
         try:
@@ -237,7 +252,13 @@ def _export_onnx(
                 verbose=False,
             )
             assert onnx_program is not None
-            onnx_program.save(str(path), external_data=weight_bytes > _ONNX_SINGLE_FILE_LIMIT)
+            onnx_program.model.metadata_props.update(metadata)
+            external = weight_bytes > _ONNX_SINGLE_FILE_LIMIT
+            if external:  # the weights file is named after the .onnx: write in place
+                onnx_program.save(str(path), external_data=True)
+            else:
+                with atomic_path(path) as tmp:
+                    onnx_program.save(str(tmp), external_data=False)
         except Exception as error:
             layer, operator = _failed_node(program, error)
             where = "".join(
@@ -252,7 +273,15 @@ def _export_onnx(
             ) from error
 
 
-def _export_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
+def require_onnx_exporter() -> None:
+    """torch's ONNX exporter needs onnx and onnxscript (the optional ``deploy`` extra)."""
+    for module in ("onnx", "onnxscript"):
+        require(module, "ONNX export")
+
+
+def _export_torchscript(
+    model: nn.Module, example: Tensor, path: Path, metadata: Mapping[str, str]
+) -> None:
     with _quiet_exporters(), _tracked(model) as tracker:
         try:
             traced = torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-untyped-call]
@@ -262,19 +291,62 @@ def _export_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
             raise ExportError(
                 f"torch.jit.trace failed{where}: {_first_line(error)}", layer=layer
             ) from error
-        torch.jit.save(traced, str(path))
+        # TorchScript keeps strings beside the code as "extra files"; one JSON file holds all.
+        extra = {_EXTRA_FILE: json.dumps(dict(metadata))} if metadata else {}
+        with atomic_path(path) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files=extra)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (code inside), not a plain ``torch.save``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata an exported file carries: ONNX ``metadata_props``, or the TorchScript
+    extra file ``cnnzoo.json``; {} when there is none. ``Preprocessing.from_metadata`` turns
+    it into the model's input pipeline."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported model at {path}")
+    if is_torchscript(path):
+        extra = {_EXTRA_FILE: ""}
+        with _quiet_exporters():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]
+        return dict(json.loads(extra[_EXTRA_FILE])) if extra[_EXTRA_FILE] else {}
+    from cnnzoo.ort import read_onnx_metadata
+
+    try:
+        return read_onnx_metadata(path)
+    except ImportError:
+        raise
+    except Exception as error:
+        raise ValueError(
+            f"{path} is neither an ONNX file nor TorchScript: {_first_line(error)}"
+        ) from None
 
 
 def _run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
-    import onnxruntime  # a test dependency: imported only to check
+    from cnnzoo.ort import OnnxRuntimeModel
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-
-    def run(x: Tensor) -> Tensor:
-        return torch.from_numpy(session.run(None, {input_name: x.detach().cpu().numpy()})[0])
-
-    return run
+    return OnnxRuntimeModel(path)
 
 
 def _run_torchscript(path: Path) -> Callable[[Tensor], Tensor]:
@@ -305,6 +377,7 @@ def export_model(
     dynamic_batch: bool = False,
     check: bool = True,
     opset: int | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportReport:
     """Export ``model`` (in eval mode) to ``output`` as ONNX or TorchScript, and check it.
 
@@ -314,6 +387,10 @@ def export_model(
     with ``dynamic_batch`` on a batch of 1 too, and raises ``ExportError`` if its output
     differs from PyTorch's by more than 1e-4 relative. ONNX checks need onnxruntime; without it
     the export is written unchecked and the report says so.
+
+    ``metadata`` (string keys and values, e.g. ``Preprocessing.to_metadata()``) is stored in
+    the file: ONNX ``metadata_props``, or a TorchScript extra file; ``read_metadata`` reads it.
+    The file is written atomically (except ONNX over 2 GB, whose weights go beside it).
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose {', '.join(FORMATS)}")
@@ -331,15 +408,22 @@ def export_model(
     try:
         exportable = model.cpu() if device.type != "cpu" else model
         if format == "onnx":
-            _export_onnx(exportable, example, path, dynamic_batch=dynamic_batch, opset=opset)
+            _export_onnx(
+                exportable,
+                example,
+                path,
+                dynamic_batch=dynamic_batch,
+                opset=opset,
+                metadata=metadata or {},
+            )
         else:
-            _export_torchscript(exportable, example, path)
+            _export_torchscript(exportable, example, path, metadata or {})
         if not check:
             return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, ())
         try:
             run = _run_onnx(path) if format == "onnx" else _run_torchscript(path)
         except ImportError:
-            note = "onnxruntime is not installed: the export was not checked"
+            note = "onnxruntime is not installed (pip install 'cnnzoo[deploy]'): not checked"
             return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, (), note)
         batches = (example_batch, 1) if dynamic_batch else (example_batch,)
         worst: OutputCheck | None = None

@@ -1,16 +1,18 @@
 """Fast inference: fold batch norms, pick memory format and precision, optionally compile; and
-the measurements behind ``cnnzoo bench``.
+the measurements behind ``cnnzoo bench``: PyTorch eager and optimised, ONNX Runtime fp32 and
+int8, timed side by side in one run.
 
 >>> model = cnnzoo.create_model("resnet50")
 >>> example = torch.randn(8, 3, 224, 224)
->>> fast = cnnzoo.optimize_for_inference(model, example, precision="bf16")
+>>> fast = cnnzoo.optimize_for_inference(model, example)  # precision="auto"
+>>> fast.precision  # bf16 where the hardware has it (AMX, AVX512-BF16, GPUs), else fp32
+'fp32'
 >>> fast.check  # measured against the original on `example`
 OutputCheck(max_abs_error=..., rel_error=...)
 >>> logits = fast(example)  # float32 in, float32 out
 
-Low precision only pays where the hardware computes in it: GPUs, and CPUs with AVX512-BF16 or
-AMX (bf16) / AVX512-FP16 (fp16). Elsewhere PyTorch emulates it, far slower than float32, and
-``optimize_for_inference`` warns.
+Low precision only pays where the hardware computes in it. Elsewhere PyTorch emulates it, far
+slower than float32: asking for it explicitly warns with the slowdown measured on the spot.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cnnzoo._modes import eval_mode
+from cnnzoo.precision import AUTO, PRECISIONS, native_precision, resolve_precision
 from cnnzoo.surgery.fuse import fuse_bn
 
 __all__ = [
@@ -34,19 +38,17 @@ __all__ = [
     "InferenceModule",
     "OutputCheck",
     "Timing",
-    "count_macs",
+    "emulation_slowdown",
     "matmul_peak_flops",
+    "measure_accuracy",
     "native_precision",
     "optimize_for_inference",
+    "resolve_precision",
     "run_benchmark",
     "time_module",
+    "time_side_by_side",
 ]
 
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
 # Relative output error accepted on the example input (max |out - ref| / max |ref|). bf16 keeps
 # 8 significand bits (unit roundoff 2^-8 = 3.9e-3), fp16 11 (4.9e-4); errors grow with depth.
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
@@ -89,25 +91,6 @@ def _tensors(output: Any) -> list[Tensor]:
     return []
 
 
-def native_precision(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool | None:
-    """Whether ``device`` computes in ``dtype`` natively (None: cannot tell)."""
-    device = torch.device(device)
-    if dtype == torch.float32:
-        return True
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported()) if dtype == torch.bfloat16 else True
-    if device.type == "cpu":
-        probes = {
-            torch.bfloat16: "_is_mkldnn_bf16_supported",
-            torch.float16: "_is_mkldnn_fp16_supported",
-        }
-        try:
-            return bool(getattr(torch.ops.mkldnn, probes[dtype])())
-        except (AttributeError, KeyError, RuntimeError):
-            return None
-    return None
-
-
 class InferenceModule(nn.Module):
     """An optimised model that takes and returns the caller's dtype: inputs are cast to the
     model's precision and memory format, outputs back to the input's dtype.
@@ -142,11 +125,22 @@ class InferenceModule(nn.Module):
         return output
 
 
+@contextmanager
+def _eval(model: nn.Module) -> Iterator[nn.Module]:
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
 def optimize_for_inference(
     model: nn.Module,
     example_input: Tensor,
     *,
-    precision: str = "fp32",
+    precision: str = AUTO,
     channels_last: bool = True,
     compile: bool = False,
     tolerance: float | None = None,
@@ -154,25 +148,29 @@ def optimize_for_inference(
     """An eval-mode, faster copy of ``model`` for inputs like ``example_input``.
 
     Batch norms after convs are folded in (``fuse_bn``), weights are cast to ``precision``
-    (``fp32``, ``bf16`` or ``fp16``) and stored channels-last (oneDNN's and cuDNN's fast layout
+    (``auto``: bf16 where the device computes it natively, else fp32; or ``fp32``, ``bf16``,
+    ``fp16``; asking for one the device emulates warns with its measured slowdown) and stored
+    channels-last (oneDNN's and cuDNN's fast layout
     for convolutions), and the result is compiled with ``torch.compile`` if asked. The copy's
     output on ``example_input`` is checked against ``model``'s: the error is in ``.check``, and
     ``ValueError`` is raised if its relative error exceeds ``tolerance`` (default 1e-4 for
     fp32, 2e-2 for fp16, 5e-2 for bf16). ``model`` itself is left unchanged.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    device = example_input.device
+    precision = resolve_precision(precision, device)
     tolerance = DEFAULT_TOLERANCE[precision] if tolerance is None else tolerance
     name = getattr(model, "model_name", type(model).__name__)
-    dtype, device = PRECISIONS[precision], example_input.device
+    dtype = PRECISIONS[precision]
     if native_precision(dtype, device) is False:
+        slowdown = emulation_slowdown(dtype, device)
         warnings.warn(
-            f"{device.type} has no native {precision} arithmetic here: PyTorch emulates it, "
-            "which is usually much slower than fp32",
+            f"{device.type} has no native {precision} arithmetic here: PyTorch emulates it "
+            f"(a matmul probe just ran {slowdown:.1f}x slower than fp32); "
+            f'precision="auto" would pick fp32',
             RuntimeWarning,
             stacklevel=2,
         )
-    with torch.inference_mode(), eval_mode(model):
+    with torch.inference_mode(), _eval(model):
         reference = model(example_input)
     try:
         optimized = fuse_bn(model)
@@ -253,80 +251,156 @@ def time_module(
 def matmul_peak_flops(
     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", repeats: int = 3
 ) -> float:
-    """FLOP/s of the best of ``repeats`` square matmuls, sized so one takes at least 50 ms:
-    the practical peak this device reaches right now, for comparing a model's throughput to."""
+    """FLOP/s of the best square matmul among sizes 256 to 2048 (each repeated for at least
+    20 ms, best of ``repeats``): the practical peak this device reaches right now in ``dtype``,
+    for comparing a model's throughput to. Measure it only where ``dtype`` is native."""
     device = torch.device(device)
-    size = 256
+    best_rate = 0.0
     with torch.inference_mode():
-        while True:
+        for size in (256, 512, 1024, 2048):
             a = torch.randn(size, size, device=device).to(dtype)
             b = torch.randn(size, size, device=device).to(dtype)
-            torch.mm(a, b)  # warm-up (library initialisation, allocation)
-            best = math.inf
+            torch.mm(a, b)  # warm-up (library initialisation, packing, allocation)
+            _synchronize(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            _synchronize(device)
+            inner = max(1, math.ceil(0.02 / max(time.perf_counter() - start, 1e-6)))
             for _ in range(repeats):
                 _synchronize(device)
                 start = time.perf_counter()
-                torch.mm(a, b)
+                for _ in range(inner):
+                    torch.mm(a, b)
+                _synchronize(device)
+                elapsed = time.perf_counter() - start
+                best_rate = max(best_rate, inner * 2 * size**3 / elapsed)
+    return best_rate
+
+
+def emulation_slowdown(dtype: torch.dtype, device: torch.device | str = "cpu") -> float:
+    """How many times slower a 512x512 matmul runs in ``dtype`` than in float32 right now (>1:
+    slower), the best of 3 each: what asking for an emulated precision costs here."""
+    device = torch.device(device)
+    times = {}
+    with torch.inference_mode():
+        for kind in (torch.float32, dtype):
+            a = torch.randn(512, 512, device=device).to(kind)
+            torch.mm(a, a)
+            best = math.inf
+            for _ in range(3):
+                _synchronize(device)
+                start = time.perf_counter()
+                torch.mm(a, a)
                 _synchronize(device)
                 best = min(best, time.perf_counter() - start)
-            if best >= 0.05 or size >= 8192:
-                return 2 * size**3 / best
-            size *= 2
+            times[kind] = best
+    return times[dtype] / times[torch.float32]
 
 
-def count_macs(model: nn.Module, example: Tensor) -> int:
-    """Multiply-accumulates of the conv and linear weights in one forward of ``example``, per
-    image (torchvision's "GFLOPS" convention: no bias, norms, activations or pooling)."""
-    total = 0
-
-    def conv_hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
-        nonlocal total
-        assert isinstance(module, nn.modules.conv._ConvNd)
-        per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
-        total += output.numel() * per_output
-
-    def linear_hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
-        nonlocal total
-        assert isinstance(module, nn.Linear)
-        total += output.numel() * module.in_features
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.modules.conv._ConvNd):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-    try:
-        with torch.inference_mode(), eval_mode(model):
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total // int(example.shape[0])
+def measure_accuracy(
+    model: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor, Tensor]]
+) -> tuple[float, int]:
+    """(top-1 accuracy, images) of ``model`` over (input, label) ``batches``."""
+    correct = total = 0
+    with torch.inference_mode():
+        for inputs, labels in batches:
+            logits = model(inputs)
+            correct += int((logits.argmax(dim=1).cpu() == labels.cpu()).sum())
+            total += int(labels.numel())
+    if total == 0:
+        raise ValueError("no images to measure accuracy on")
+    return correct / total, total
 
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One side of ``cnnzoo bench``: a module's timing, throughput and share of the matmul peak."""
+    """One runtime of ``cnnzoo bench``: its timing, throughput, share of the same precision's
+    peak and, where measured, output error and accuracy."""
 
-    label: str
-    precision: str
+    runtime: str  # "torch eager", "torch optimised", "onnxruntime"
+    precision: str  # fp32, bf16, fp16, int8
     timing: Timing
-    macs_per_image: int
-    flops_per_s: float  # achieved: 2 x MACs x batch / median latency
-    peak_flops_per_s: float  # a square matmul at the same precision, measured in the same run
-    check: OutputCheck | None
+    macs_per_image: int | None
+    # A square matmul at the same precision, measured natively in the same run; None where
+    # there is no native peak to compare with (emulated bf16, ONNX Runtime's int8).
+    peak_flops_per_s: float | None
+    check: OutputCheck | None = None
+    accuracy: float | None = None
 
     @property
-    def peak_share(self) -> float:
-        return self.flops_per_s / self.peak_flops_per_s
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+    @property
+    def flops_per_s(self) -> float | None:
+        if self.macs_per_image is None:
+            return None
+        return 2 * self.macs_per_image * self.timing.batch_size / self.timing.p50_s
+
+    @property
+    def peak_share(self) -> float | None:
+        """Achieved over peak FLOP/s, never above 1: where the model beats the matmul probe
+        the probe was no peak, and no share is given."""
+        flops = self.flops_per_s
+        if flops is None or not self.peak_flops_per_s:
+            return None
+        share = flops / self.peak_flops_per_s
+        return share if share <= 1 else None
+
+    def record(self, baseline: BenchResult) -> dict[str, Any]:
+        """A plain-data record for ``--json``; ``speedup`` is against ``baseline``."""
+        return {
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "batch_size": self.timing.batch_size,
+            "images_per_second": self.timing.images_per_s,
+            "latency_p50_ms": self.timing.p50_s * 1e3,
+            "latency_p95_ms": self.timing.p95_s * 1e3,
+            "speedup": baseline.timing.p50_s / self.timing.p50_s,
+            "baseline": baseline.label,
+            "macs_per_image": self.macs_per_image,
+            "gflops_per_second": None if self.flops_per_s is None else self.flops_per_s / 1e9,
+            "peak_share": self.peak_share,
+            "rel_output_error": None if self.check is None else self.check.rel_error,
+            "accuracy": self.accuracy,
+        }
+
+
+def time_side_by_side(
+    runners: Sequence[Callable[[Tensor], Any]],
+    example: Tensor,
+    *,
+    warmup: int = 2,
+    iters: int = 10,
+) -> list[Timing]:
+    """Latencies of each runner on ``example``, timed in alternating rounds in one run, so
+    that a burst of load from elsewhere hits them all rather than one."""
+    if iters < 1:
+        raise ValueError(f"iters must be at least 1, got {iters}")
+    rounds = max(1, min(iters, 5))
+    times: list[list[float]] = [[] for _ in runners]
+    for index in range(rounds):
+        share = iters // rounds + (1 if index < iters % rounds else 0)
+        first_warmup = warmup if index == 0 else 0
+        for runner, collected in zip(runners, times, strict=True):
+            collected += time_module(runner, example, warmup=first_warmup, iters=share).latencies_s
+    batch = int(example.shape[0])
+    return [Timing(batch, tuple(collected)) for collected in times]
+
+
+def native_peak(precision: str, device: torch.device | str = "cpu") -> float | None:
+    """The matmul peak of ``precision`` where the device computes it natively, else None."""
+    dtype = PRECISIONS.get(precision)
+    if dtype is None or native_precision(dtype, device) is not True:
+        return None
+    return matmul_peak_flops(dtype, device)
 
 
 def run_benchmark(
     model: nn.Module,
     example: Tensor,
     *,
-    precision: str = "fp32",
+    precision: str = AUTO,
     channels_last: bool = True,
     compile: bool = False,
     warmup: int = 2,
@@ -334,9 +408,12 @@ def run_benchmark(
     tolerance: float | None = None,
 ) -> tuple[BenchResult, BenchResult]:
     """Eager fp32 ``model`` against ``optimize_for_inference(model, ...)`` on ``example``, timed
-    alternately in one run so that both see the same machine load."""
+    alternately in one run so that both see the same machine load. (``cnnzoo bench`` adds ONNX
+    Runtime fp32 and int8: ``cnnzoo.bench.bench_runtimes``.)"""
+    from cnnzoo.inspect import summary
+
     model = model.eval().to(example.device)
-    macs = count_macs(model, example)
+    macs = summary(model, tuple(example.shape[1:])).total_macs
     optimized = optimize_for_inference(
         model,
         example,
@@ -345,26 +422,18 @@ def run_benchmark(
         compile=compile,
         tolerance=tolerance,
     )
-    # Alternate the two in rounds: a burst of load from elsewhere hits both, not one.
-    rounds = max(1, min(iters, 5))
-    eager_times: list[float] = []
-    optimized_times: list[float] = []
-    for index in range(rounds):
-        share = iters // rounds + (1 if index < iters % rounds else 0)
-        first_warmup = warmup if index == 0 else 0
-        eager_times += time_module(model, example, warmup=first_warmup, iters=share).latencies_s
-        optimized_times += time_module(
-            optimized, example, warmup=first_warmup, iters=share
-        ).latencies_s
-    batch = int(example.shape[0])
-    results = []
-    for label, prec, times, check in (
-        ("eager fp32", "fp32", eager_times, None),
-        (f"optimised {precision}", precision, optimized_times, optimized.check),
-    ):
-        timing = Timing(batch, tuple(times))
-        peak = matmul_peak_flops(PRECISIONS[prec], example.device)
-        results.append(
-            BenchResult(label, prec, timing, macs, 2 * macs * batch / timing.p50_s, peak, check)
-        )
-    return results[0], results[1]
+    eager_timing, optimized_timing = time_side_by_side(
+        [model, optimized], example, warmup=warmup, iters=iters
+    )
+    eager = BenchResult(
+        "torch eager", "fp32", eager_timing, macs, native_peak("fp32", example.device)
+    )
+    fast = BenchResult(
+        "torch optimised",
+        optimized.precision,
+        optimized_timing,
+        macs,
+        native_peak(optimized.precision, example.device),
+        optimized.check,
+    )
+    return eager, fast

@@ -170,12 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         IsADirectoryError,
         DownloadError,
-        MissingExtraError,
     ) as error:
         if debug:
             raise
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except MissingExtraError as error:  # this installation lacks an optional extra
+        if debug:
+            raise
+        print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     except OSError as error:  # disk full, read-only, permission: this machine, not the input
         if debug:
             raise

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "checkpoint",
         metavar="CHECKPOINT|MODEL",
-        help="a run directory or .pt checkpoint of cnnzoo train; or a model name with --weights",
+        help="a run directory or .pt checkpoint of cnnzoo train, a file cnnzoo export wrote from a "
+        "run (.onnx, TorchScript), or a model name with --weights",
     )
     p.add_argument("images", nargs="+", help="PNG/JPEG files")
     p.add_argument("--top-k", type=int, default=5)
@@ -56,9 +57,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.checkpoint} is a model name: add --weights DEFAULT (or a weights file) "
                 "to classify with pretrained ImageNet weights"
             )
+    from cnnzoo.deploy import is_exported_file, predict_exported
     from cnnzoo.train.predict import predict_images
 
-    for prediction in predict_images(args.checkpoint, args.images, top_k=args.top_k):
+    # An exported file carries its preprocessing and class names (cnnzoo export RUN).
+    predict_files = predict_exported if is_exported_file(args.checkpoint) else predict_images
+    for prediction in predict_files(args.checkpoint, args.images, top_k=args.top_k):
         top = ", ".join(f"{name} {p:.1%}" for name, p in prediction.top)
         print(f"{prediction.file}: {top}")
     return 0

@@ -10,10 +10,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_RECIPES", "RECIPES", "TrainConfig", "make_config"]
+from cnnzoo.precision import PRECISIONS  # the one table of precision names (issue 18)
+
+__all__ = ["DEFAULT_RECIPES", "PRECISIONS", "RECIPES", "TrainConfig", "make_config"]
 
 OPTIMIZERS = ("sgd", "adamw")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
