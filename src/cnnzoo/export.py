@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._modes import eval_mode
 from cnnzoo._optional import require
 from cnnzoo.inference import OutputCheck, compare_outputs
 from cnnzoo.registry import model_info
@@ -403,47 +404,47 @@ def export_model(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     name = getattr(model, "model_name", type(model).__name__)
 
-    was_training = model.training
-    model.eval()
-    try:
-        exportable = model.cpu() if device.type != "cpu" else model
-        if format == "onnx":
-            _export_onnx(
-                exportable,
-                example,
-                path,
-                dynamic_batch=dynamic_batch,
-                opset=opset,
-                metadata=metadata or {},
-            )
-        else:
-            _export_torchscript(exportable, example, path, metadata or {})
-        if not check:
-            return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, ())
+    with eval_mode(model):  # every module's own mode comes back, frozen parts stay frozen
         try:
-            run = _run_onnx(path) if format == "onnx" else _run_torchscript(path)
-        except ImportError:
-            note = "onnxruntime is not installed (pip install 'cnnzoo[deploy]'): not checked"
-            return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, (), note)
-        batches = (example_batch, 1) if dynamic_batch else (example_batch,)
-        worst: OutputCheck | None = None
-        for batch in batches:
-            x = example if batch == example_batch else torch.randn(batch, *shape)
-            with torch.inference_mode():
-                reference = exportable(x)
-            try:
-                result = compare_outputs(run(x), reference)
-            except Exception as error:
-                raise ExportError(
-                    f"the exported {name} fails to run on a batch of {batch}: {_first_line(error)}"
-                ) from error
-            if not result.rel_error <= EXPORT_TOLERANCE:
-                raise ExportError(
-                    f"the exported {name} differs from PyTorch on a batch of {batch}: {result}"
+            exportable = model.cpu() if device.type != "cpu" else model
+            if format == "onnx":
+                _export_onnx(
+                    exportable,
+                    example,
+                    path,
+                    dynamic_batch=dynamic_batch,
+                    opset=opset,
+                    metadata=metadata or {},
                 )
-            if worst is None or result.rel_error > worst.rel_error:
-                worst = result
-        return ExportReport(path, format, tuple(example.shape), dynamic_batch, worst, batches)
-    finally:
-        model.to(device)
-        model.train(was_training)
+            else:
+                _export_torchscript(exportable, example, path, metadata or {})
+            if not check:
+                return ExportReport(path, format, tuple(example.shape), dynamic_batch, None, ())
+            try:
+                run = _run_onnx(path) if format == "onnx" else _run_torchscript(path)
+            except ImportError:
+                note = "onnxruntime is not installed (pip install 'cnnzoo[deploy]'): not checked"
+                shape_given = tuple(example.shape)
+                return ExportReport(path, format, shape_given, dynamic_batch, None, (), note)
+            batches = (example_batch, 1) if dynamic_batch else (example_batch,)
+            worst: OutputCheck | None = None
+            for batch in batches:
+                x = example if batch == example_batch else torch.randn(batch, *shape)
+                with torch.inference_mode():
+                    reference = exportable(x)
+                try:
+                    result = compare_outputs(run(x), reference)
+                except Exception as error:
+                    raise ExportError(
+                        f"the exported {name} fails to run on a batch of {batch}: "
+                        f"{_first_line(error)}"
+                    ) from error
+                if not result.rel_error <= EXPORT_TOLERANCE:
+                    raise ExportError(
+                        f"the exported {name} differs from PyTorch on a batch of {batch}: {result}"
+                    )
+                if worst is None or result.rel_error > worst.rel_error:
+                    worst = result
+            return ExportReport(path, format, tuple(example.shape), dynamic_batch, worst, batches)
+        finally:
+            model.to(device)

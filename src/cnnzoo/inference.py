@@ -21,14 +21,14 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from cnnzoo._modes import eval_mode
 from cnnzoo.precision import AUTO, PRECISIONS, native_precision, resolve_precision
 from cnnzoo.surgery.fuse import fuse_bn
 
@@ -125,17 +125,6 @@ class InferenceModule(nn.Module):
         return output
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[nn.Module]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
 def optimize_for_inference(
     model: nn.Module,
     example_input: Tensor,
@@ -170,7 +159,7 @@ def optimize_for_inference(
             RuntimeWarning,
             stacklevel=2,
         )
-    with torch.inference_mode(), _eval(model):
+    with torch.inference_mode(), eval_mode(model):
         reference = model(example_input)
     try:
         optimized = fuse_bn(model)
