@@ -102,9 +102,26 @@ def test_hostile_checkpoint_is_refused_without_running(tmp_path: Path) -> None:
 
     path = tmp_path / "hostile.pt"
     torch.save({"model": Payload()}, path)
-    with pytest.raises(ValueError, match="not a loadable weights file"):
+    with pytest.raises(ValueError, match=r"not a weights file: refused the global posix\.system"):
         load_weights(Tiny(), path)
     assert not marker.exists()
+
+
+def test_weights_files_are_read_within_their_size_and_junk_is_one_line(tmp_path: Path) -> None:
+    # the bounded reader of every checkpoint (#13) also reads weights: an archive whose entries
+    # declare more than the file holds is refused before torch.load inflates it
+    import zipfile
+
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", bytes(50_000_000))
+    with pytest.raises(ValueError, match=r"zip entries declare 50000000 bytes in a \d+-byte file"):
+        load_weights(Tiny(), bomb)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError) as caught:
+        load_weights(Tiny(), junk)
+    assert "not a weights file" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_not_a_state_dict_and_missing_file(tmp_path: Path) -> None:

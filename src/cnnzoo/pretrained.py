@@ -394,14 +394,12 @@ def _densenet_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _read_file(path: Path, model: str) -> dict[str, Tensor]:
-    try:
-        # weights_only: tensors and plain containers only; nothing in the file can run code.
-        # The OrderedDict keeps its _metadata, so old files without BN's num_batches_tracked
-        # load exactly as they do in torchvision.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path} is not a loadable weights file: {first}") from None
+    from cnnzoo.train.checkpoint_validation import read_checkpoint
+
+    # weights_only and bounded (#13): nothing in the file can run code or outgrow it. The
+    # OrderedDict keeps its _metadata, so old files without BN's num_batches_tracked load
+    # exactly as they do in torchvision.
+    state = read_checkpoint(path, "weights file", "a state_dict saved with torch.save")
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state_dict")
     return _densenet_keys(state) if model.startswith("densenet") else state

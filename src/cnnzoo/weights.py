@@ -6,12 +6,10 @@ plain containers but never run code when loaded.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["LoadReport", "WeightsMismatchError", "load_weights", "read_state_dict"]
@@ -42,14 +40,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(
-            f"{path} is not a loadable weights file (only tensors and plain containers are "
-            f"accepted; nothing in it was run): {first_line}"
-        ) from None
+    from cnnzoo.train.checkpoint_validation import read_checkpoint
+
+    # bounded like every checkpoint read (#13): zip entries held to the file's size, refused
+    # globals named, junk in one line
+    loaded = read_checkpoint(path, "weights file", "a state_dict saved with torch.save")
     state = loaded
     if isinstance(loaded, Mapping):
         for key in ("model", "state_dict"):

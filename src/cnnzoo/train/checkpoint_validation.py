@@ -52,15 +52,15 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _check_zip(path: Path, size: int) -> None:
+def _check_zip(path: Path, size: int, kind: str, expected: str) -> None:
     """A torch zip checkpoint may not decompress to more than the file holds (a zip bomb)."""
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, ValueError, EOFError) as error:
         raise CheckpointError(
-            f"{path}: not a cnnzoo checkpoint (a damaged zip archive: {_first_line(error)}; "
-            "expected a file written by cnnzoo train)"
+            f"{path}: not a {kind} (a damaged zip archive: {_first_line(error)}; "
+            f"expected {expected})"
         ) from None
     declared = sum(e.file_size for e in entries)
     if len(entries) > 4 * _MAX_TENSORS or declared > size + _ZIP_SLACK:
@@ -78,8 +78,13 @@ def _refused_globals(path: Path, error: BaseException) -> list[str]:
     return found or re.findall(r"GLOBAL ([\w.]+)", str(error))
 
 
-def read_checkpoint(path: str | Path) -> Any:
+def read_checkpoint(
+    path: str | Path,
+    kind: str = "cnnzoo checkpoint",
+    expected: str = "a file written by cnnzoo train",
+) -> Any:
     """``torch.load(path, weights_only=True)`` after checking the archive against the file's size.
+    ``kind`` and ``expected`` word the errors (a training checkpoint, a weights file).
 
     A file torch cannot read is one :class:`CheckpointError` line; a pickle naming a global that
     weights-only loading refuses names that global (nothing in the file was run). Errors reading
@@ -90,29 +95,28 @@ def read_checkpoint(path: str | Path) -> Any:
         size = os.fstat(f.fileno()).st_size
         is_zip = zipfile.is_zipfile(f)
     if is_zip:
-        _check_zip(path, size)
+        _check_zip(path, size, kind, expected)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_globals(path, error)
         if refused:
             raise CheckpointError(
-                f"{path}: not a cnnzoo checkpoint: refused the global {', '.join(refused[:5])}, "
-                "which a checkpoint never needs (nothing in it was run; expected only tensors "
+                f"{path}: not a {kind}: refused the global {', '.join(refused[:5])}, "
+                "which such a file never needs (nothing in it was run; expected only tensors "
                 "and plain data)"
             ) from None
         detail = str(error).split("WeightsUnpickler error:")[-1]
         raise CheckpointError(
-            f"{path}: not a cnnzoo checkpoint (weights-only loading refused it: "
+            f"{path}: not a {kind} (weights-only loading refused it: "
             f"{_first_line(ValueError(detail))}; nothing in it was run)"
         ) from None
     except OSError:
         raise
     except Exception as error:  # junk of any shape: KeyError, RuntimeError, EOFError, ...
         raise CheckpointError(
-            f"{path}: not a cnnzoo checkpoint (torch.load could not read it: "
-            f"{type(error).__name__}: {_first_line(error)}; expected a file written by "
-            "cnnzoo train)"
+            f"{path}: not a {kind} (torch.load could not read it: "
+            f"{type(error).__name__}: {_first_line(error)}; expected {expected})"
         ) from None
 
 
