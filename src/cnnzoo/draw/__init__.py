@@ -21,7 +21,8 @@ from cnnzoo.draw.graph import DiagramGraph, Group, Node, build_graph
 from cnnzoo.draw.layout import Layout, layout
 from cnnzoo.draw.png import to_png
 from cnnzoo.draw.svg import to_svg
-from cnnzoo.inspect.collect import LayerTable, summary
+from cnnzoo.inspect.collect import summary
+from cnnzoo.inspect.rows import LayerTable
 
 __all__ = [
     "FORMATS",

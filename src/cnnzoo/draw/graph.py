@@ -2,7 +2,7 @@
 
 Nodes are the rows visible at the chosen depth (block or layer level), the joins where
 branches meet (a residual add) and the input; edges are the data flow of the trace
-(:class:`cnnzoo.inspect.collect.DataFlow`) contracted to that depth. Groups are the containers
+(:class:`cnnzoo.inspect.rows.DataFlow`) contracted to that depth. Groups are the containers
 above the visible rows (ResNet's ``layer1``, an Inception module), drawn as frames.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from cnnzoo.inspect.collect import LayerRow, LayerTable
+from cnnzoo.inspect.rows import LayerRow, LayerTable
 
 __all__ = ["DiagramGraph", "Group", "Node", "build_graph", "node_style"]
 

@@ -1,4 +1,4 @@
-"""Render a layer table: pure functions of a :class:`~cnnzoo.inspect.collect.LayerTable`.
+"""Render a layer table: pure functions of a :class:`~cnnzoo.inspect.rows.LayerTable`.
 
 Formats: aligned text (fits 120 columns with the default columns), Markdown, CSV, JSON, LaTeX
 (``longtable`` + ``booktabs``) and a self-contained HTML page. Columns are chosen by name or by
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cnnzoo._format import human_count, text_table
 
 if TYPE_CHECKING:
-    from cnnzoo.inspect.collect import LayerRow, LayerTable
+    from cnnzoo.inspect.rows import LayerRow, LayerTable
 
 __all__ = [
     "COLUMNS",
