@@ -10,6 +10,12 @@ Fields of Convolutional Neural Networks", Distill, eqs. 1-2): for a window of ef
 ``c + ((E - 1) / 2 - P) j``. Geometry lives on tensors, not on layers, so branches keep their own
 values and a join (residual add, concatenation) takes the union of its inputs' windows: the
 maximum over branches, never a product of strides along a path the data did not take.
+
+Adaptive pooling follows torch's window rule (window i of n inputs to o outputs covers
+``[floor(i n / o), ceil((i + 1) n / o))``). When those windows differ in width or spacing the
+grid is non-uniform: no single jump or start describes it, so the geometry carries every unit's
+window explicitly (``Geo.units``) until a layer makes it uniform again or flattens it.
+Ops that mix channels only (local response normalisation) keep their input's geometry.
 """
 
 from __future__ import annotations
@@ -42,10 +48,67 @@ class Geo:
     span: Axes
     jump: Axes | None
     start: Axes | None
+    # A non-uniform grid (jump and start None): per axis, the (first, last) input pixel of
+    # every unit's window. ``rf`` is then the widest window.
+    units: tuple[Intervals, ...] | None = None
 
     @property
     def axes(self) -> int:
         return len(self.rf)
+
+    @property
+    def uneven(self) -> bool:
+        return self.units is not None
+
+    def windows(self, sizes: Sequence[float]) -> tuple[Intervals, ...] | None:
+        """Every unit's window (first, last input pixel) per axis, clipped to an input of
+        ``sizes`` pixels: what the units of a non-uniform grid actually read. None if uniform."""
+        if self.units is None:
+            return None
+        return tuple(
+            tuple((max(low, 0.0), min(high, size - 1)) for low, high in axis)
+            for axis, size in zip(self.units, sizes, strict=True)
+        )
+
+
+Intervals = tuple[tuple[float, float], ...]
+
+# Functions that mix channels, never positions: an output unit sees what the same position of
+# the input saw. Their aten ops (a 3-d average pool over a view that merges H and W) would
+# otherwise read as mixing positions. Keyed by name: torch.nn.functional's objects.
+SPATIALLY_POINTWISE = frozenset({"local_response_norm"})
+
+
+def _intervals(geo: Geo, sizes: Sequence[int]) -> tuple[Intervals, ...] | None:
+    """Every unit's window per axis, for a uniform or non-uniform grid; None without a grid."""
+    if geo.units is not None:
+        return geo.units
+    if geo.jump is None or geo.start is None:
+        return None
+    return tuple(
+        tuple((c + i * j - (r - 1) / 2, c + i * j + (r - 1) / 2) for i in range(n))
+        for r, j, c, n in zip(geo.rf, geo.jump, geo.start, sizes, strict=True)
+    )
+
+
+def _from_intervals(units: Sequence[Intervals], single_jump: Axes) -> Geo:
+    """The geometry of a grid given every unit's window: uniform when the windows have one
+    width and one spacing (``single_jump`` for axes of one unit), else non-uniform."""
+    rf, jump, start = [], [], []
+    even = True
+    for axis, windows in enumerate(units):
+        widths = {high - low + 1 for low, high in windows}
+        steps = {b[0] - a[0] for a, b in zip(windows, windows[1:], strict=False)}
+        even = even and len(widths) == 1 and len(steps) <= 1
+        rf.append(max(widths))
+        jump.append(steps.pop() if len(steps) == 1 else single_jump[axis])
+        start.append((windows[0][0] + windows[0][1]) / 2)
+    lows = [min(low for low, _ in w) for w in units]
+    highs = [max(high for _, high in w) for w in units]
+    span = tuple(h - lo + 1 for lo, h in zip(lows, highs, strict=True))
+    if even:
+        return Geo(rf=tuple(rf), span=span, jump=tuple(jump), start=tuple(start))
+    return Geo(rf=tuple(rf), span=span, jump=None, start=None, units=tuple(units))
 
 
 def input_geo(shape: Sequence[int]) -> Geo:
@@ -77,7 +140,33 @@ def _spatial_sizes(tensor: Tensor, axes: int) -> tuple[int, ...]:
     return tuple(int(s) for s in tensor.shape[tensor.dim() - axes :]) if axes else ()
 
 
+def _through_window_uneven(geo: Geo, window: Window, out: Tensor) -> Geo:
+    """A window over a non-uniform grid: each output unit sees the union of the windows of the
+    input units it reads (padding positions add nothing)."""
+    assert geo.units is not None
+    if window.transposed or len(window.kernel) < geo.axes:
+        return _global(geo)
+    skip = len(window.kernel) - geo.axes
+    sizes_out = _spatial_sizes(out, geo.axes)
+    units = []
+    for axis, (windows, o) in enumerate(zip(geo.units, sizes_out, strict=True)):
+        w = axis + skip
+        kernel, stride = window.kernel[w], window.stride[w]
+        padding, dilation = window.padding[w], window.dilation[w]
+        seen = []
+        for k in range(o):
+            read = [k * stride - padding + t * dilation for t in range(kernel)]
+            inside = [windows[i] for i in read if 0 <= i < len(windows)]
+            if not inside:
+                return _global(geo)
+            seen.append((min(lo for lo, _ in inside), max(hi for _, hi in inside)))
+        units.append(tuple(seen))
+    return _from_intervals(units, tuple(float(len(w)) for w in geo.units))
+
+
 def _through_window(geo: Geo, window: Window, out: Tensor) -> Geo:
+    if geo.units is not None:
+        return _through_window_uneven(geo, window, out)
     if geo.jump is None or geo.start is None:
         return _global(geo)
     # A window with fewer axes than the grid acts on the last ones (a 1-d pool on an unsqueezed
@@ -101,20 +190,31 @@ def _through_window(geo: Geo, window: Window, out: Tensor) -> Geo:
     return _grid(tuple(rf), tuple(jump), tuple(start), _spatial_sizes(out, geo.axes))
 
 
+def adaptive_windows(n: int, o: int) -> list[tuple[int, int]]:
+    """torch's adaptive pooling windows of n inputs to o outputs: [start, end) per output,
+    start = floor(i n / o), end = ceil((i + 1) n / o) (aten/src/ATen/native/AdaptivePooling.h)."""
+    return [((i * n) // o, -((-(i + 1) * n) // o)) for i in range(o)]
+
+
 def _through_adaptive(geo: Geo, source: Tensor, out: Tensor) -> Geo:
-    """Adaptive pooling: window i covers [floor(i n / o), ceil((i + 1) n / o)) of n inputs."""
-    if geo.jump is None or geo.start is None:
-        return _global(geo)
+    """Adaptive pooling: each output unit sees the union of the windows of its input units."""
     sizes_in = _spatial_sizes(source, geo.axes)
     sizes_out = _spatial_sizes(out, geo.axes)
-    rf, jump, start = list(geo.rf), list(geo.jump), list(geo.start)
-    for axis, (n, o) in enumerate(zip(sizes_in, sizes_out, strict=True)):
-        widest = max(math.ceil((i + 1) * n / o) - (i * n) // o for i in range(o))
-        first = math.ceil(n / o)
-        start[axis] += (first - 1) / 2 * jump[axis]
-        rf[axis] += (widest - 1) * jump[axis]
-        jump[axis] *= n / o
-    return _grid(tuple(rf), tuple(jump), tuple(start), sizes_out)
+    inputs = _intervals(geo, sizes_in)
+    if inputs is None:
+        return _global(geo)
+    units = tuple(
+        tuple(
+            (min(lo for lo, _ in windows[a:b]), max(hi for _, hi in windows[a:b]))
+            for a, b in adaptive_windows(n, o)
+        )
+        for windows, n, o in zip(inputs, sizes_in, sizes_out, strict=True)
+    )
+    # One output unit on an axis: as a global pool, its "jump" is the whole axis.
+    single = tuple(
+        (geo.jump[a] if geo.jump is not None else 1.0) * n for a, n in enumerate(sizes_in)
+    )
+    return _from_intervals(units, single)
 
 
 def _through_reduction(geo: Geo, source: Tensor, out: Tensor, dims: set[int] | None) -> Geo:
@@ -152,6 +252,8 @@ def _union(geos: Sequence[Geo], out: Tensor) -> Geo:
     axes = geos[0].axes
     geos = [g for g in geos if g.axes == axes]
     sizes = _spatial_sizes(out, axes)
+    if any(g.units is not None for g in geos):
+        return _union_uneven(geos, sizes)
     grids = [
         g
         for g in geos
@@ -172,6 +274,26 @@ def _union(geos: Sequence[Geo], out: Tensor) -> Geo:
         start_list.append((low + high) / 2)
     jump = tuple(max(g.jump[a] for g in grids) for a in range(axes))  # type: ignore[index]
     return _grid(tuple(rf_list), jump, tuple(start_list), sizes)
+
+
+def _union_uneven(geos: Sequence[Geo], sizes: tuple[int, ...]) -> Geo:
+    """A join where some input is on a non-uniform grid: unit by unit, when all are on the
+    output's grid; else everything any input saw."""
+    per_input = [_intervals(g, sizes) for g in geos]
+    if any(u is None or tuple(len(w) for w in u) != sizes for u in per_input):
+        rf = tuple(max(g.span[a] for g in geos) for a in range(len(sizes)))
+        return _flat(rf, rf)
+    units = tuple(
+        tuple(
+            (
+                min(u[a][i][0] for u in per_input if u is not None),
+                max(u[a][i][1] for u in per_input if u is not None),
+            )
+            for i in range(n)
+        )
+        for a, n in enumerate(sizes)
+    )
+    return _from_intervals(units, tuple(float(n) for n in sizes))
 
 
 def _unit_count(geo: Geo) -> Axes:

@@ -37,6 +37,13 @@ __all__ = [
 ]
 
 ColumnsArg = str | Sequence[str] | None
+# A non-uniform grid (adaptive pooling with uneven windows): no single jump or start.
+UNEVEN = "uneven"
+UNEVEN_MARK = "*"
+UNEVEN_NOTE = (
+    f"{UNEVEN_MARK} uneven grid (adaptive pooling, torch's windows floor(i*n/o)..ceil((i+1)*n/o)):"
+    " windows differ in width or spacing; RF is the widest, no single jump"
+)
 TEXT_WIDTH = 120  # a terminal the default text table must fit
 
 
@@ -157,16 +164,22 @@ COLUMNS: dict[str, Column] = {
             "rf",
             "RF",
             True,
-            lambda r: _dims(r.receptive_field),
+            lambda r: _dims(r.receptive_field) + (UNEVEN_MARK if r.rf_uneven else ""),
             lambda r: _list_value(r.receptive_field),
         ),
-        Column("jump", "jump", True, lambda r: _dims(r.jump), lambda r: _list_value(r.jump)),
+        Column(
+            "jump",
+            "jump",
+            True,
+            lambda r: UNEVEN if r.rf_uneven else _dims(r.jump),
+            lambda r: UNEVEN if r.rf_uneven else _list_value(r.jump),
+        ),
         Column(
             "rf_start",
             "RF start",
             True,
-            lambda r: _dims(r.rf_start),
-            lambda r: _list_value(r.rf_start),
+            lambda r: UNEVEN if r.rf_uneven else _dims(r.rf_start),
+            lambda r: UNEVEN if r.rf_uneven else _list_value(r.rf_start),
         ),
         Column(
             "memory",
@@ -253,6 +266,8 @@ def _footer_lines(table: LayerTable) -> list[str]:
             "Not run at this input in eval mode (their params are in the total): "
             + "; ".join(f"{n.name} ({n.type}, {n.params:,} params)" for n in table.not_run)
         )
+    if any(row.rf_uneven for row in table.rows):
+        lines.append(UNEVEN_NOTE)
     if table.uncounted:
         lines.append(
             "Not counted (arithmetic without a counting rule): "

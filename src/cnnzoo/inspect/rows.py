@@ -35,6 +35,9 @@ class LayerRow:
     ``receptive_field`` is the input pixels one output unit sees, ``jump`` the input pixels
     between neighbouring output units (None once the spatial grid is flattened away) and
     ``rf_start`` the centre of output unit (0, 0)'s window in input pixel coordinates.
+    ``rf_uneven`` marks a non-uniform grid (an adaptive pool whose windows differ in width or
+    spacing, torch's rule): ``receptive_field`` is then the widest window, and no single
+    ``jump`` or ``rf_start`` exists (both None).
     """
 
     name: str  # dotted path as in named_modules() ("" is the model); "parent.op" for functions
@@ -58,6 +61,10 @@ class LayerRow:
     rf_start: Numbers | None
     output_bytes: int
     uncounted_ops: tuple[str, ...] = ()  # ops with arithmetic but no counting rule
+    rf_uneven: bool = False  # a non-uniform grid: see the class docstring
+    # With rf_uneven: per spatial axis, every unit's (first, last) input pixel, clipped to the
+    # input: the exact region each unit reads.
+    rf_windows: tuple[tuple[tuple[int, int], ...], ...] | None = None
 
     @property
     def flops(self) -> int:
@@ -70,6 +77,8 @@ class LayerRow:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["uncounted_ops"] = list(self.uncounted_ops)
+        if self.rf_windows is not None:
+            data["rf_windows"] = [[list(w) for w in axis] for axis in self.rf_windows]
         data["flops"] = self.flops
         return data
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cnnzoo.inspect.geometry import Geo, input_geo, propagate
+from cnnzoo.inspect.geometry import SPATIALLY_POINTWISE, Geo, input_geo, propagate
 from cnnzoo.inspect.macs import count_macs, module_macs
 from cnnzoo.inspect.ops import Window, window_of
 from cnnzoo.inspect.rows import (
@@ -134,6 +134,7 @@ class Tracer:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        self.input_sizes: tuple[int, ...] = ()  # the input's spatial sizes, set by run_trace
         self.names = {id(m): n for n, m in model.named_modules()}
         self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
         self.geo: dict[int, tuple[Tensor, Geo]] = {}
@@ -216,8 +217,27 @@ class Tracer:
     def is_leaf_call(self, call: _Call) -> bool:
         return call.module is not None and id(call.module) in self.leaves and call.depth > 0
 
+    def keeping_geometry(self, func: Any) -> Any:
+        """``func`` whose outputs take the geometry of its first data input (channel mixing)."""
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = func(*args, **kwargs)
+            source = next((t for t in _tensors((args, kwargs)) if self.geo_of(t) is not None), None)
+            geo = self.geo_of(source)
+            if geo is not None:
+                for tensor in _tensors(result):
+                    self.set_geo(tensor, geo)
+            return result
+
+        run.__name__ = func.__name__
+        run.__qualname__ = getattr(func, "__qualname__", func.__name__)
+        run.__module__ = getattr(func, "__module__", "")
+        return run
+
     # -- torch functions called in a container's forward
     def on_function(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        if getattr(func, "__name__", None) in SPATIALLY_POINTWISE:
+            func = self.keeping_geometry(func)
         owner = self.stack[-1] if self.stack else None
         if owner is None or self.function is not None or self.is_leaf_call(owner):
             return func(*args, **kwargs)
@@ -357,6 +377,7 @@ def run_trace(tracer: Tracer, shape: tuple[int, ...], dtype: torch.dtype) -> Non
     model = tracer.model
     x = torch.empty(shape, device="meta", dtype=dtype)
     tracer.set_geo(x, input_geo(shape))
+    tracer.input_sizes = tuple(shape[2:])
     try:
         with (
             _hooked(tracer),
@@ -402,6 +423,13 @@ def _numbers(values: Sequence[float] | None) -> Numbers | None:
     return None if values is None else [_number(v) for v in values]
 
 
+def _windows(geo: Geo, sizes: Sequence[int]) -> tuple[tuple[tuple[int, int], ...], ...] | None:
+    windows = geo.windows([float(s) for s in sizes])
+    if windows is None:
+        return None
+    return tuple(tuple((round(lo), round(hi)) for lo, hi in axis) for axis in windows)
+
+
 def rows_of(tracer: Tracer) -> list[LayerRow]:
     params: dict[int, int] = {}
     rows = []
@@ -436,6 +464,8 @@ def rows_of(tracer: Tracer) -> list[LayerRow]:
                 receptive_field=None if geo is None else _numbers(geo.rf),
                 jump=None if geo is None else _numbers(geo.jump),
                 rf_start=None if geo is None else _numbers(geo.start),
+                rf_uneven=geo is not None and geo.uneven,
+                rf_windows=None if geo is None else _windows(geo, tracer.input_sizes),
                 output_bytes=call.output_bytes,
                 uncounted_ops=tuple(sorted(op for _, op, _ in call.all_uncounted())),
             )
