@@ -165,9 +165,9 @@ def predicted(row: LayerRow, unit: Sequence[int], size: Sequence[int]) -> list[t
 
 def spatial_rows(table: LayerTable) -> Iterator[LayerRow]:
     for row in table.all_rows:
-        if row.receptive_field is not None and row.output_hwc is not None:
-            if len(row.output_hwc) == 3 and len(row.receptive_field) == 2:
-                yield row
+        rf, shape = row.receptive_field, row.output_hwc
+        if rf is not None and shape is not None and len(shape) == 3 and len(rf) == 2:
+            yield row
 
 
 def check_model(name: str, input_size: tuple[int, ...]) -> int:

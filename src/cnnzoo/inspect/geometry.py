@@ -20,6 +20,7 @@ Ops that mix channels only (local response normalisation) keep their input's geo
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ def _from_intervals(units: Sequence[Intervals], single_jump: Axes) -> Geo:
     even = True
     for axis, windows in enumerate(units):
         widths = {high - low + 1 for low, high in windows}
-        steps = {b[0] - a[0] for a, b in zip(windows, windows[1:], strict=False)}
+        steps = {b[0] - a[0] for a, b in itertools.pairwise(windows)}
         even = even and len(widths) == 1 and len(steps) <= 1
         rf.append(max(widths))
         jump.append(steps.pop() if len(steps) == 1 else single_jump[axis])
