@@ -22,6 +22,7 @@ from cnnzoo.inspect.collect import (
     UncountedOp,
     register_mac_rule,
     summary,
+    total_macs,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "pool_output_size",
     "register_mac_rule",
     "summary",
+    "total_macs",
 ]

@@ -372,12 +372,15 @@ class TraceError(ValueError):
         self.layer_type = layer_type
 
 
-def run_trace(tracer: Tracer, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-    """One forward pass of ``tracer.model`` on a meta input, every observer attached."""
+def run_trace(tracer: Tracer, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """One forward pass ``tracer.model(*args, **kwargs)`` on meta inputs, every observer
+    attached. Every tensor input starts a receptive field of its own (its dims after N, C)."""
     model = tracer.model
-    x = torch.empty(shape, device="meta", dtype=dtype)
-    tracer.set_geo(x, input_geo(shape))
-    tracer.input_sizes = tuple(shape[2:])
+    inputs = _tensors((list(args), kwargs))
+    for tensor in inputs:
+        tracer.set_geo(tensor, input_geo(tuple(tensor.shape)))
+    if inputs:
+        tracer.input_sizes = tuple(int(s) for s in inputs[0].shape[2:])
     try:
         with (
             _hooked(tracer),
@@ -386,7 +389,7 @@ def run_trace(tracer: Tracer, shape: tuple[int, ...], dtype: torch.dtype) -> Non
             _FunctionMode(tracer),
             _DispatchMode(tracer),
         ):
-            model(x)
+            model(*args, **kwargs)
     except Exception as error:
         innermost = tracer.function or (tracer.stack[-1] if tracer.stack else None)
         layer = innermost.name if innermost is not None else ""
@@ -399,7 +402,7 @@ def run_trace(tracer: Tracer, shape: tuple[int, ...], dtype: torch.dtype) -> Non
         if "meta" in message:
             message += " (the trace runs on the meta device, which has shapes but no values)"
         where = f"layer {layer!r} ({layer_type})" if layer else type(model).__name__
-        shape_text = "x".join(map(str, shape))
+        shape_text = ", ".join("x".join(map(str, t.shape)) for t in inputs) or "(no tensors)"
         raise TraceError(
             f"input {shape_text} fails in {where}: {message}", layer, layer_type
         ) from error

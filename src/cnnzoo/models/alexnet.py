@@ -214,7 +214,7 @@ class AlexNetOriginal(ClassifierModel):
     input_size=(3, 224, 224),
     min_size=(63, 63),
     params=61_100_840,
-    macs=714_000_000,
+    macs=714_188_480,
     source="torchvision 0.28 docs (AlexNet_Weights.IMAGENET1K_V1): 61,100,840 params, 0.714 GFLOPS",
     torchvision=True,
 )

@@ -214,7 +214,7 @@ def _vgg(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=132_863_336,
-    macs=7_609_000_000,
+    macs=7_609_090_048,
     source="torchvision 0.28 docs: 132,863,336 params, 7.609 GFLOPS",
     torchvision=True,
 )
@@ -239,7 +239,7 @@ def vgg11(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=132_868_840,
-    macs=7_609_000_000,
+    macs=7_609_090_048,
     source="torchvision 0.28 docs: 132,868,840 params, 7.609 GFLOPS",
     torchvision=True,
 )
@@ -264,7 +264,7 @@ def vgg11_bn(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=133_047_848,
-    macs=11_308_000_000,
+    macs=11_308_466_176,
     source="torchvision 0.28 docs: 133,047,848 params, 11.308 GFLOPS",
     torchvision=True,
 )
@@ -289,7 +289,7 @@ def vgg13(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=133_053_736,
-    macs=11_308_000_000,
+    macs=11_308_466_176,
     source="torchvision 0.28 docs: 133,053,736 params, 11.308 GFLOPS",
     torchvision=True,
 )
@@ -314,7 +314,7 @@ def vgg13_bn(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=138_357_544,
-    macs=15_470_000_000,
+    macs=15_470_264_320,
     source="torchvision 0.28 docs: 138,357,544 params, 15.470 GFLOPS",
     torchvision=True,
 )
@@ -339,7 +339,7 @@ def vgg16(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=138_365_992,
-    macs=15_470_000_000,
+    macs=15_470_264_320,
     source="torchvision 0.28 docs: 138,365,992 params, 15.470 GFLOPS",
     torchvision=True,
 )
@@ -364,7 +364,7 @@ def vgg16_bn(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=143_667_240,
-    macs=19_632_000_000,
+    macs=19_632_062_464,
     source="torchvision 0.28 docs: 143,667,240 params, 19.632 GFLOPS",
     torchvision=True,
 )
@@ -389,7 +389,7 @@ def vgg19(
     input_size=(3, 224, 224),
     min_size=(32, 32),
     params=143_678_248,
-    macs=19_632_000_000,
+    macs=19_632_062_464,
     source="torchvision 0.28 docs: 143,678,248 params, 19.632 GFLOPS",
     torchvision=True,
 )
