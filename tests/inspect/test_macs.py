@@ -70,7 +70,7 @@ def test_every_row_matches_torch_flop_counter(name: str) -> None:
         module = modules[layer]
         if isinstance(module, CountsOwnMacs):
             exceptions += 1
-            assert 0 < macs and 2 * macs <= flops or flops == 0, (layer, macs, flops)
+            assert (macs > 0 and 2 * macs <= flops) or flops == 0, (layer, macs, flops)
             continue
         assert 2 * macs == flops, f"{name}: {layer} has {macs:,} MACs, torch counts {flops:,} FLOPs"
         checked += bool(flops)
