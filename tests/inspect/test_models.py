@@ -95,10 +95,21 @@ def test_rows_reconcile_with_the_totals(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", _params(ALL))
-def test_default_text_table_fits_120_columns(name: str) -> None:
-    lines = _table(name).to_text().splitlines()
-    widest = max(lines, key=len)
-    assert len(widest) <= 120, widest
+def test_text_table_fits_80_columns_and_shows_everything_at_120(name: str) -> None:
+    """Issue 11: nothing wraps on an 80-column terminal (columns dropped or shortened, the
+    footnotes wrapped); at 120 every default column and every full layer name is there."""
+    table = _table(name)
+    narrow = table.to_text(width=80).splitlines()
+    assert max(len(line) for line in narrow) <= 80, max(narrow, key=len)
+    header = narrow[2].split()
+    assert header[0] == "layer" and {"output", "params", "MACs", "RF"} <= set(header)
+    body = narrow[4 : narrow.index("", 3)]
+    assert len(body) == len(table.rows)  # one line per row: nothing wrapped
+    wide = table.to_text(width=120).splitlines()
+    assert max(len(line) for line in wide) <= 120, max(wide, key=len)
+    assert wide[2].split() == ["layer", "type", "output", "window", "params", "MACs", "RF"]
+    assert all(row.name in table.to_text(width=120) for row in table.rows)
+    assert "~" not in "\n".join(line.split()[0] for line in wide[4:] if line.strip())
 
 
 def _torchinfo_leaves(name: str) -> tuple[Any, list[tuple[str, list[int]]]]:

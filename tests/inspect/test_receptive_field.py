@@ -164,12 +164,43 @@ def test_global_pooling_and_linear_layers_see_the_whole_span() -> None:
     assert table.rows[3].jump is None  # flattened: no grid any more
 
 
-def test_adaptive_pooling_with_uneven_windows() -> None:
-    # 7 -> 3: windows [0, 3), [2, 5), [4, 7): width 3, unit centres 7/3 apart
-    table = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 7, 7))
+def test_adaptive_pooling_follows_torchs_windows() -> None:
+    # 7 -> 3: torch's windows [0, 3), [2, 5), [4, 7) (start floor(i*7/3), end ceil((i+1)*7/3)):
+    # one width, one spacing, so a uniform grid of 3-pixel windows 2 pixels apart.
+    row = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 7, 7)).row("0")
+    assert (row.receptive_field, row.jump, row.rf_start) == ([3, 3], [2, 2], [1, 1])
+    assert not row.rf_uneven and row.kernel is None  # not a fixed window
+
+
+def test_adaptive_pooling_with_uneven_windows_says_so() -> None:
+    # 5 -> 3: windows [0, 2), [1, 4), [3, 5): widths 2, 3, 2. No jump describes that grid.
+    table = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 5, 5))
     row = table.row("0")
-    assert row.receptive_field == [3, 3] and row.jump == [pytest.approx(7 / 3, abs=1e-4)] * 2
-    assert row.kernel is None  # not a fixed window
+    assert row.rf_uneven and row.receptive_field == [3, 3]
+    assert row.jump is None and row.rf_start is None
+    assert row.rf_windows == (((0, 1), (1, 3), (3, 4)),) * 2
+    text = table.to_text(columns="layer,rf,jump")
+    assert "3x3*" in text and "uneven" in text
+
+
+def test_vgg16_at_256_sees_436_pixels() -> None:
+    """Issue 11: features end 8x8 (rf 212, jump 32); the 8 -> 7 adaptive pool's windows are
+    [i, i + 2): uniform, jump 32; the classifier sees all 8 units: 212 + 7 * 32 = 436."""
+    table = summary("vgg16", (3, 256, 256))
+    assert table.row("avgpool").receptive_field == [244, 244]
+    assert table.row("avgpool").jump == [32, 32]
+    assert table.rows[0].receptive_field == [436, 436]
+
+
+def test_local_response_norm_mixes_channels_not_pixels() -> None:
+    """Issue 11: alexnet_original's norm1 printed 227x227; it sees what conv1 saw, 11x11."""
+    table = summary("alexnet_original")
+    assert table.row("features.norm1").receptive_field == [11, 11]
+    assert table.row("features.norm1").jump == [4, 4]
+    assert table.row("features.pool1").receptive_field == [19, 19]  # 11 + 2 * 4
+    model = nn.Sequential(conv(1, 4, 3), nn.LocalResponseNorm(3), conv(4, 1, 3))
+    table = summary(model, (1, 16, 16))
+    assert [r.receptive_field for r in table.rows[1:]] == [[3, 3], [3, 3], [5, 5]]
 
 
 def test_cifar_option_a_shortcut_subsamples() -> None:

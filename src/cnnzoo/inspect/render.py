@@ -219,11 +219,17 @@ def resolve_columns(columns: ColumnsArg, default: str = "default") -> list[Colum
 
 
 def _shape_text(table: LayerTable) -> str:
-    return "x".join(map(str, (table.batch_size, *table.input_size)))
+    """The input as the rows show shapes: H x W x C for images (one orientation everywhere)."""
+    size = table.input_size
+    hwc = (*size[1:], size[0]) if len(size) == 3 else size
+    return "x".join(map(str, hwc))
 
 
 def _title(table: LayerTable) -> str:
-    return f"{table.model} at input {_shape_text(table)} ({table.dtype}, eval mode)"
+    return (
+        f"{table.model} at input {_shape_text(table)}, batch {table.batch_size} "
+        f"({table.dtype}, eval mode)"
+    )
 
 
 def _layer_label(table: LayerTable, row: LayerRow) -> str:
@@ -283,22 +289,81 @@ def _wrap(line: str, width: int = TEXT_WIDTH) -> list[str]:
 # ---- formats ------------------------------------------------------------------------------------
 
 
-def to_text(table: LayerTable, columns: ColumnsArg = None) -> str:
-    """An aligned plain-text table with a title and totals; the default columns fit 120 wide."""
-    chosen = resolve_columns(columns)
-    headers = [c.header for c in chosen]
+# Default text columns dropped or shortened, in this order, until the table fits the width.
+_NARROWING = ("window", "type:12", "type")
+_MIN_LAYER = 12  # a layer name is never cut shorter than this
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Keep the end of a dotted name (the part that differs between rows): '~h3x3dbl_3b.conv'."""
+    return text if len(text) <= limit else "~" + text[len(text) - limit + 1 :]
+
+
+def _text_cells(
+    table: LayerTable, chosen: Sequence[Column], type_limit: int | None, layer_limit: int | None
+) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells = []
         for column in chosen:
             cell = _cell(table, row, column)
+            if column.key == "type" and type_limit is not None:
+                cell = _shorten(cell, type_limit)
             if column.key == "layer":
-                cell = "  " * max(row.depth - 1, 0) + cell
+                indent = "  " * max(row.depth - 1, 0)
+                if layer_limit is not None:
+                    cell = _shorten(cell, max(layer_limit - len(indent), _MIN_LAYER))
+                cell = indent + cell
             cells.append(cell)
         rows.append(cells)
-    body = text_table(headers, rows, right=[c.right for c in chosen])
-    footer = [wrapped for line in _footer_lines(table) for wrapped in _wrap(line)]
-    return "\n".join([_title(table), "", body, "", *footer]) + "\n"
+    return rows
+
+
+def _fitted_body(table: LayerTable, chosen: list[Column], width: int, explicit: bool) -> str:
+    """The aligned table; for the default columns, narrowed step by step to ``width``."""
+
+    def body(columns: list[Column], type_limit: int | None, layer_limit: int | None) -> str:
+        cells = _text_cells(table, columns, type_limit, layer_limit)
+        return text_table([c.header for c in columns], cells, right=[c.right for c in columns])
+
+    def widest(text: str) -> int:
+        return max(len(line) for line in text.splitlines())
+
+    text = body(chosen, None, None)
+    if explicit or widest(text) <= width:
+        return text
+    type_limit: int | None = None
+    for step in _NARROWING:
+        key, _, limit = step.partition(":")
+        if limit:
+            type_limit = int(limit)
+        else:
+            chosen = [c for c in chosen if c.key != key]
+        text = body(chosen, type_limit, None)
+        if widest(text) <= width:
+            return text
+    # Still too wide: cut the layer names (from the left, keeping the distinctive end).
+    keys = [c.key for c in chosen]
+    if "layer" not in keys:
+        return text
+    cells = _text_cells(table, chosen, type_limit, None)
+    layer_width = max(len(row[keys.index("layer")]) for row in cells)
+    excess = widest(text) - width
+    return body(chosen, type_limit, max(layer_width - excess, _MIN_LAYER))
+
+
+def to_text(table: LayerTable, columns: ColumnsArg = None, *, width: int | None = None) -> str:
+    """An aligned plain-text table with a title and totals, ``width`` characters wide at most
+    (default 120). With the default columns the table narrows itself to fit: below 120 it
+    drops the window column, shortens then drops the type column, then shortens layer names
+    (keeping their end); footnotes wrap. Columns given explicitly are all shown."""
+    width = TEXT_WIDTH if width is None else width
+    if width < 40:
+        raise ValueError(f"a text table needs at least 40 columns, got width={width}")
+    chosen = resolve_columns(columns)
+    body = _fitted_body(table, chosen, width, explicit=columns is not None)
+    footer = [wrapped for line in _footer_lines(table) for wrapped in _wrap(line, width)]
+    return "\n".join([*_wrap(_title(table), width), "", body, "", *footer]) + "\n"
 
 
 def _markdown_escape(text: str) -> str:

@@ -250,10 +250,10 @@ class LayerTable:
 
         return render.to_json(self, indent=indent)
 
-    def to_text(self, columns: ColumnsArg = None) -> str:
+    def to_text(self, columns: ColumnsArg = None, *, width: int | None = None) -> str:
         from cnnzoo.inspect import render
 
-        return render.to_text(self, columns=columns)
+        return render.to_text(self, columns=columns, width=width)
 
     def to_markdown(self, columns: ColumnsArg = None) -> str:
         from cnnzoo.inspect import render
