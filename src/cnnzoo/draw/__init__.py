@@ -3,6 +3,7 @@
 >>> svg = draw("lenet5")                        # an SVG string
 >>> png = draw("resnet50", format="png")        # PNG bytes
 >>> page = draw("googlenet", format="html")     # a self-contained model page
+>>> page = model_page(summary("googlenet"))     # the same, from a collected table
 
 The boxes, arrows and frames come from :func:`cnnzoo.summary`'s facts (rows and their data
 flow), so every registered model, and any ``nn.Module``, gets a diagram without drawing code
@@ -19,6 +20,7 @@ from torch import nn
 
 from cnnzoo.draw.graph import DiagramGraph, Group, Node, build_graph
 from cnnzoo.draw.layout import Layout, layout
+from cnnzoo.draw.page import Diagram, ModelPage, diagram_svg, model_page
 from cnnzoo.draw.png import to_png
 from cnnzoo.draw.svg import to_svg
 from cnnzoo.inspect.collect import summary
@@ -26,25 +28,22 @@ from cnnzoo.inspect.rows import LayerTable
 
 __all__ = [
     "FORMATS",
+    "Diagram",
     "DiagramGraph",
     "Group",
     "Layout",
+    "ModelPage",
     "Node",
     "build_graph",
     "diagram_svg",
     "draw",
     "layout",
+    "model_page",
     "to_png",
     "to_svg",
 ]
 
 FORMATS = ("svg", "png", "html")
-
-
-def diagram_svg(table: LayerTable, depth: int | None = None) -> str:
-    """The SVG diagram of an already collected layer table."""
-    graph = build_graph(table, depth)
-    return to_svg(graph, layout(graph))
 
 
 def draw(
@@ -56,7 +55,9 @@ def draw(
     output: str | Path | None = None,
     **model_kwargs: Any,
 ) -> str | bytes:
-    """The architecture diagram of a model: SVG text, PNG bytes or an HTML page.
+    """The architecture diagram of a model: SVG text (a :class:`Diagram`), PNG bytes or the
+    HTML model page (a :class:`ModelPage`: metadata, diagram and layer table). The two
+    strings show themselves in Jupyter.
 
     ``model_or_name`` is a registered name, an ``nn.Module`` or a collected ``LayerTable``;
     ``input_size`` (C, H, W) defaults to the registered model's. ``depth`` picks the level:
@@ -73,11 +74,11 @@ def draw(
         table = summary(model_or_name, input_size, **model_kwargs)
     result: str | bytes
     if format == "html":
-        result = table.to_html(diagram_depth=depth)
+        result = model_page(table, diagram_depth=depth)
     else:
         graph = build_graph(table, depth)
         placed = layout(graph)
-        result = to_svg(graph, placed) if format == "svg" else to_png(graph, placed)
+        result = Diagram(to_svg(graph, placed)) if format == "svg" else to_png(graph, placed)
     if output is not None:
         path = Path(output)
         if isinstance(result, bytes):

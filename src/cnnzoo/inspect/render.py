@@ -26,6 +26,8 @@ __all__ = [
     "COLUMNS",
     "COLUMN_SETS",
     "ColumnsArg",
+    "html_document",
+    "html_fragment",
     "resolve_columns",
     "to_csv",
     "to_dict",
@@ -218,7 +220,7 @@ def resolve_columns(columns: ColumnsArg, default: str = "default") -> list[Colum
 # ---- shared pieces ----------------------------------------------------------------------------
 
 
-def _shape_text(table: LayerTable) -> str:
+def shape_text(table: LayerTable) -> str:
     """The input as the rows show shapes: H x W x C for images (one orientation everywhere)."""
     size = table.input_size
     hwc = (*size[1:], size[0]) if len(size) == 3 else size
@@ -227,7 +229,7 @@ def _shape_text(table: LayerTable) -> str:
 
 def _title(table: LayerTable) -> str:
     return (
-        f"{table.model} at input {_shape_text(table)}, batch {table.batch_size} "
+        f"{table.model} at input {shape_text(table)}, batch {table.batch_size} "
         f"({table.dtype}, eval mode)"
     )
 
@@ -480,45 +482,41 @@ def to_latex(table: LayerTable, columns: ColumnsArg = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; white-space: nowrap; }
-th { text-align: left; border-bottom: 2px solid #444; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.layer { font-family: ui-monospace, monospace; }
-tr.container td { font-weight: 600; }
-tr.function td.layer { font-style: italic; }
-ul { line-height: 1.5; }
-""".strip()
-
-
-# ---- issue 8 (pictures): the HTML model page: metadata, diagram, collapsible blocks --------
-
-_PAGE_STYLE = """
-section { margin: 1.5em 0; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
-dl.meta dt { font-weight: 600; }
-dl.meta dd { margin: 0; }
-.diagram { overflow: auto; max-height: 80vh; border: 1px solid #ddd; padding: 0.5em; }
-button.toggle { border: none; background: none; cursor: pointer; font: inherit;
+# Scoped to ``.cnnzoo-table`` so the same markup sits in a page or in a Jupyter output cell.
+TABLE_STYLE = """
+.cnnzoo-table { font-family: system-ui, sans-serif; color: #222; }
+.cnnzoo-table table { border-collapse: collapse; font-size: 0.9em; }
+.cnnzoo-table th, .cnnzoo-table td { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd;
+  white-space: nowrap; }
+.cnnzoo-table th { text-align: left; border-bottom: 2px solid #444; }
+.cnnzoo-table td.num, .cnnzoo-table th.num { text-align: right;
+  font-variant-numeric: tabular-nums; }
+.cnnzoo-table td.layer { font-family: ui-monospace, monospace; }
+.cnnzoo-table tr.container td { font-weight: 600; }
+.cnnzoo-table tr.function td.layer { font-style: italic; }
+.cnnzoo-table ul { line-height: 1.5; }
+.cnnzoo-table button.toggle { border: none; background: none; cursor: pointer; font: inherit;
   padding: 0 0.3em 0 0; width: 1.3em; }
-tr.hidden { display: none; }
+.cnnzoo-table tr.hidden { display: none; }
 """.strip()
 
 # Collapsing a block hides every row below it; expanding shows them again unless another
-# collapsed block above them still hides them. No network, no libraries.
-_PAGE_SCRIPT = """
-document.querySelectorAll("button.toggle").forEach(function (button) {
+# collapsed block above them still hides them. No network, no libraries. Rows are found
+# within their own table, so several tables (Jupyter cells) on one page do not interfere.
+TABLE_SCRIPT = """
+document.querySelectorAll(".cnnzoo-table button.toggle").forEach(function (button) {
+  if (button.dataset.bound) { return; }
+  button.dataset.bound = "1";
   button.addEventListener("click", function () {
     var row = button.closest("tr");
+    var table = button.closest("table");
     var collapsed = row.classList.toggle("collapsed");
     button.textContent = collapsed ? "\u25b8" : "\u25be";
     button.setAttribute("aria-expanded", String(!collapsed));
-    document.querySelectorAll("tr[data-path]").forEach(function (other) {
+    table.querySelectorAll("tr[data-path]").forEach(function (other) {
       var path = other.getAttribute("data-path").split(" ");
       var hidden = path.some(function (id) {
-        var above = document.getElementById(id);
+        var above = table.querySelector("tr[data-row='" + id + "']");
         return above !== null && above.classList.contains("collapsed");
       });
       other.classList.toggle("hidden", hidden);
@@ -528,33 +526,10 @@ document.querySelectorAll("button.toggle").forEach(function (button) {
 """.strip()
 
 
-def _metadata(table: LayerTable) -> list[tuple[str, str]]:
-    from cnnzoo.registry import model_info
-
-    facts = []
-    try:
-        info = model_info(table.model)
-    except (KeyError, ValueError):
-        info = None
-    if info is not None:
-        facts.append(("Paper", f"{info.paper.authors} ({info.paper.year}), {info.paper.title}"))
-        facts.append(("Link", info.paper.link))
-        facts.append(("Year", str(info.paper.year)))
-        facts.append(("Summary", info.summary))
-    facts.append(("Input", _shape_text(table)))
-    facts.append(("Parameters", f"{table.total_params:,}"))
-    partial = " (lower bound)" if table.macs_partial else ""
-    facts.append(("MACs", f"{table.total_macs:,}{partial}"))
-    return facts
-
-
-def to_html(
-    table: LayerTable, columns: ColumnsArg = None, *, diagram_depth: int | None = None
-) -> str:
-    """A self-contained HTML page: metadata, the diagram, the table with collapsible blocks,
-    totals; no external resources. ``diagram_depth`` is the diagram's level (None: layers)."""
+def html_fragment(table: LayerTable, columns: ColumnsArg = None, *, script: bool = True) -> str:
+    """The table as an HTML fragment (a ``div.cnnzoo-table`` with its own style, caption, rows
+    with collapsible blocks, totals): what a page embeds and Jupyter shows."""
     chosen = resolve_columns(columns)
-    title = html.escape(_title(table))
     head = "".join(
         f'<th class="num">{html.escape(c.header)}</th>'
         if c.right
@@ -590,33 +565,41 @@ def to_html(
                 cells.append(f'<td class="num">{text}</td>' if column.right else f"<td>{text}</td>")
         data_path = f' data-path="{" ".join(path)}"' if path else ""
         body.append(
-            f'<tr id="row{index}" class="{" ".join(classes)}"{data_path}>'
+            f'<tr id="row{index}" data-row="row{index}" class="{" ".join(classes)}"{data_path}>'
             + "".join(cells)
             + "</tr>"
         )
     footer = "\n".join(f"<li>{html.escape(line)}</li>" for line in _footer_lines(table))
-    meta = "\n".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _metadata(table)
+    return (
+        f'<div class="cnnzoo-table">\n<style>\n{TABLE_STYLE}\n</style>\n'
+        f"<table>\n<caption>{html.escape(_title(table))}</caption>\n"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + f"\n</tbody>\n</table>\n<ul>\n{footer}\n</ul>\n"
+        + (f"<script>\n{TABLE_SCRIPT}\n</script>\n" if script else "")
+        + "</div>\n"
     )
-    diagram = ""
-    if table.flow is not None:
-        from cnnzoo.draw import diagram_svg
 
-        diagram = (
-            '<section id="diagram"><h2>Diagram</h2>\n<div class="diagram">\n'
-            + diagram_svg(table, diagram_depth)
-            + "</div></section>\n"
-        )
+
+def html_document(title: str, body: str) -> str:
+    """A self-contained HTML page around ``body``: no external resources."""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>\n{_HTML_STYLE}\n{_PAGE_STYLE}\n</style>\n</head>\n"
-        f"<body>\n<h1>{title}</h1>\n"
-        f'<section id="metadata"><dl class="meta">\n{meta}\n</dl></section>\n'
-        + diagram
-        + '<section id="layers"><h2>Layers</h2>\n'
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + f"\n</tbody>\n</table>\n<ul>\n{footer}\n</ul>\n</section>\n"
-        f"<script>\n{_PAGE_SCRIPT}\n</script>\n</body>\n</html>\n"
+        f"<title>{html.escape(title)}</title>\n"
+        "<style>body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }</style>\n"
+        f"</head>\n<body>\n{body}</body>\n</html>\n"
     )
+
+
+def to_html(
+    table: LayerTable, columns: ColumnsArg = None, *, diagram_depth: int | None = None
+) -> str:
+    """A self-contained HTML page of the table: title, rows with collapsible blocks, totals.
+
+    The table only; the model page (metadata, diagram and table) is
+    :func:`cnnzoo.draw.model_page`. ``diagram_depth`` is accepted for compatibility with
+    callers from before that split, and ignored."""
+    del diagram_depth
+    title = _title(table)
+    return html_document(title, f"<h1>{html.escape(title)}</h1>\n" + html_fragment(table, columns))

@@ -277,3 +277,9 @@ class LayerTable:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a table as HTML: the rows with collapsible blocks and the totals."""
+        from cnnzoo.inspect import render
+
+        return render.html_fragment(self)
