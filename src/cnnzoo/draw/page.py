@@ -13,7 +13,8 @@ import html
 from cnnzoo.draw.graph import build_graph
 from cnnzoo.draw.layout import layout
 from cnnzoo.draw.svg import to_svg
-from cnnzoo.inspect.render import ColumnsArg, html_document, html_fragment, shape_text
+from cnnzoo.inspect.columns import ColumnsArg, shape_text
+from cnnzoo.inspect.render_html import html_document, html_fragment
 from cnnzoo.inspect.rows import LayerTable
 
 __all__ = ["Diagram", "ModelPage", "diagram_svg", "model_page"]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnzoo.inspect.facts import flow_of, not_run_of, rows_of
 from cnnzoo.inspect.macs import MacRule, register_mac_rule
 from cnnzoo.inspect.meta import build_meta, meta_copy
 from cnnzoo.inspect.rows import (
@@ -25,7 +26,7 @@ from cnnzoo.inspect.rows import (
     NotRun,
     UncountedOp,
 )
-from cnnzoo.inspect.trace import TraceError, Tracer, flow_of, not_run_of, rows_of, run_trace
+from cnnzoo.inspect.trace import TraceError, Tracer, run_trace
 from cnnzoo.models.base import ClassifierModel
 from cnnzoo.registry import model_info
 

@@ -30,7 +30,18 @@ from typing import Any
 from torch import Tensor
 
 from cnnzoo.inspect.macs import _is_free
-from cnnzoo.inspect.ops import Window, _arg, _arguments, _dims, _name, window_of
+from cnnzoo.inspect.ops import (
+    _CONTRACTIONS,
+    _MIXING_DIM,
+    _REARRANGE,
+    _REDUCTIONS,
+    Window,
+    _arg,
+    _arguments,
+    _dims,
+    _name,
+    window_of,
+)
 
 Axes = tuple[float, ...]
 
@@ -348,68 +359,6 @@ def _through_upsample(geo: Geo, source: Tensor, out: Tensor, mode: str) -> Geo:
         rf[axis] += reach * jump[axis]
         jump[axis] *= n / o
     return _grid(tuple(rf), tuple(jump), geo.start, sizes_out)
-
-
-# Rearrangements: each output element is one input element, so one unit's window is unchanged;
-# the grid survives only if the spatial dims are untouched.
-_REARRANGE = {
-    "clone",
-    "contiguous",
-    "_to_copy",
-    "copy",
-    "_unsafe_view",
-    "reshape",
-    "cat",
-    "stack",
-    "index",
-    "index_select",
-    "gather",
-    "repeat",
-    "flip",
-    "roll",
-    "lift_fresh",
-    "lift_fresh_copy",
-    "pixel_shuffle",
-    "pixel_unshuffle",
-    "channel_shuffle",
-    "native_channel_shuffle",
-    "masked_select",
-}
-_MIXING_DIM = {
-    "softmax",
-    "_softmax",
-    "_safe_softmax",
-    "log_softmax",
-    "_log_softmax",
-    "cumsum",
-    "sort",
-    "topk",
-}
-_REDUCTIONS = {
-    "mean",
-    "sum",
-    "nansum",
-    "nanmean",
-    "amax",
-    "amin",
-    "max",
-    "min",
-    "aminmax",
-    "var",
-    "std",
-    "var_mean",
-    "std_mean",
-    "prod",
-    "norm",
-    "linalg_vector_norm",
-    "logsumexp",
-    "argmax",
-    "argmin",
-    "any",
-    "all",
-    "count_nonzero",
-}
-_CONTRACTIONS = {"mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot", "vdot", "addr", "outer"}
 
 
 def propagate(

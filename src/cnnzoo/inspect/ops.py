@@ -154,3 +154,67 @@ def _dims(value: Any, ndim: int) -> set[int] | None:
         return None
     values = [value] if isinstance(value, int) else list(value)
     return {int(v) % ndim for v in values}
+
+
+# ---- op families the geometry rules tell apart ---------------------------------------------
+
+# Rearrangements: each output element is one input element, so one unit's window is unchanged;
+# the grid survives only if the spatial dims are untouched.
+_REARRANGE = {
+    "clone",
+    "contiguous",
+    "_to_copy",
+    "copy",
+    "_unsafe_view",
+    "reshape",
+    "cat",
+    "stack",
+    "index",
+    "index_select",
+    "gather",
+    "repeat",
+    "flip",
+    "roll",
+    "lift_fresh",
+    "lift_fresh_copy",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "channel_shuffle",
+    "native_channel_shuffle",
+    "masked_select",
+}
+_MIXING_DIM = {
+    "softmax",
+    "_softmax",
+    "_safe_softmax",
+    "log_softmax",
+    "_log_softmax",
+    "cumsum",
+    "sort",
+    "topk",
+}
+_REDUCTIONS = {
+    "mean",
+    "sum",
+    "nansum",
+    "nanmean",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "aminmax",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "prod",
+    "norm",
+    "linalg_vector_norm",
+    "logsumexp",
+    "argmax",
+    "argmin",
+    "any",
+    "all",
+    "count_nonzero",
+}
+_CONTRACTIONS = {"mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "dot", "vdot", "addr", "outer"}

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cnnzoo.inspect.render import ColumnsArg
+    from cnnzoo.inspect.columns import ColumnsArg
 
 MACS_CONVENTION = (
     "MACs = multiply-accumulates of conv and linear weights (and other matrix products) at the "
@@ -241,45 +241,45 @@ class LayerTable:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     def to_dict(self) -> dict[str, Any]:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_dict
 
-        return render.to_dict(self)
+        return to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_json
 
-        return render.to_json(self, indent=indent)
+        return to_json(self, indent=indent)
 
     def to_text(self, columns: ColumnsArg = None, *, width: int | None = None) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_text
 
-        return render.to_text(self, columns=columns, width=width)
+        return to_text(self, columns=columns, width=width)
 
     def to_markdown(self, columns: ColumnsArg = None) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_markdown
 
-        return render.to_markdown(self, columns=columns)
+        return to_markdown(self, columns=columns)
 
     def to_csv(self, columns: ColumnsArg = None) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_csv
 
-        return render.to_csv(self, columns=columns)
+        return to_csv(self, columns=columns)
 
     def to_latex(self, columns: ColumnsArg = None) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render import to_latex
 
-        return render.to_latex(self, columns=columns)
+        return to_latex(self, columns=columns)
 
     def to_html(self, columns: ColumnsArg = None, *, diagram_depth: int | None = None) -> str:
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render_html import to_html
 
-        return render.to_html(self, columns=columns, diagram_depth=diagram_depth)
+        return to_html(self, columns=columns, diagram_depth=diagram_depth)
 
     def __str__(self) -> str:
         return self.to_text()
 
     def _repr_html_(self) -> str:
         """Jupyter shows a table as HTML: the rows with collapsible blocks and the totals."""
-        from cnnzoo.inspect import render
+        from cnnzoo.inspect.render_html import html_fragment
 
-        return render.html_fragment(self)
+        return html_fragment(self)
