@@ -7,7 +7,6 @@ import importlib
 import os
 import shutil
 import sys
-from pathlib import Path
 
 from torch import nn
 
@@ -153,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             text = render(columns=args.columns)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from cnnzoo.draw import write_atomically
+
+        write_atomically(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -12,6 +12,8 @@ of its own.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = [
     "model_page",
     "to_png",
     "to_svg",
+    "write_atomically",
 ]
 
 FORMATS = ("svg", "png", "html")
@@ -80,9 +83,20 @@ def draw(
         placed = layout(graph)
         result = Diagram(to_svg(graph, placed)) if format == "svg" else to_png(graph, placed)
     if output is not None:
-        path = Path(output)
-        if isinstance(result, bytes):
-            path.write_bytes(result)
-        else:
-            path.write_text(result, encoding="utf-8")
+        write_atomically(output, result)
     return result
+
+
+def write_atomically(path: str | Path, content: str | bytes) -> None:
+    """Write a file so that it is either its old self or complete, never half written: a
+    temporary file beside it, then a rename (atomic on POSIX and Windows)."""
+    path = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
