@@ -141,3 +141,14 @@ def test_agrees_with_torchinfo(name: str) -> None:
     assert stats.trainable_params == table.trainable_params
     ours = [(r.type, _nchw(r.output_hwc)) for r in table.rows if r.kind == "module" and r.is_leaf]
     assert ours == theirs
+
+
+def test_cnnzoo_list_prints_the_tables_exact_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: `cnnzoo list` printed AlexNet at 714.00M, a rounded documentation figure."""
+    from cnnzoo.cli import main
+
+    assert main(["list", "alexnet"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    table = _table("alexnet")
+    assert row[:4] == ["alexnet", "alexnet", f"{table.total_params:,}", f"{table.total_macs:,}"]
+    assert row[3] == "714,188,480"
