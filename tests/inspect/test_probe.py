@@ -17,6 +17,7 @@ Costs grow with depth x input: the big ImageNet models are marked slow.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -212,7 +213,7 @@ def torch_windows_uneven(n: int, o: int) -> bool:
     (start floor(i n / o), end ceil((i + 1) n / o); 7 -> 6 is even: width 2, step 1)."""
     starts = [math.floor(i * n / o) for i in range(o)]
     widths = {math.ceil((i + 1) * n / o) - start for i, start in enumerate(starts)}
-    steps = {b - a for a, b in zip(starts, starts[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(starts)}
     return len(widths) > 1 or len(steps) > 1
 
 
