@@ -374,3 +374,48 @@ def test_vgg16_last_pool_sees_212_pixels() -> None:
     assert unit == (3, 3)
     assert rows[1] - rows[0] + 1 == cols[1] - cols[0] + 1 == 212
     assert [rows, cols] == expected_window(table.row("features.30"), unit, (224, 224))
+
+
+def test_windows_over_a_non_uniform_grid_against_the_probe() -> None:
+    """A 2x2 conv and a residual join after an uneven adaptive pool (5 -> 3: windows of 2, 3
+    and 2 units): the table maps every unit's window exactly, and finds the grid uniform again
+    when it is. Checked against the gradient probe, unit by unit."""
+
+    class Uneven(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = conv(1, 1, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(3)
+            self.mix = conv(1, 1, 2)
+            self.side = conv(1, 1, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            pooled = self.pool(self.stem(x))
+            return self.mix(pooled) + self.side(pooled)
+
+    model = _positive(Uneven())
+    table = summary(model, (1, 5, 5))
+
+    def probed(layer: str, unit: int) -> list[tuple[int, int]]:
+        outputs: list[Tensor] = []
+        module = model.get_submodule(layer)
+        handle = module.register_forward_hook(lambda m, i, o: outputs.append(o))
+        x = torch.ones(1, 1, 5, 5, requires_grad=True)
+        model(x)
+        handle.remove()
+        (grad,) = torch.autograd.grad(outputs[0][0, :, unit, unit].sum(), x)
+        seen = grad[0].abs().sum(0) > 0
+        rows, cols = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+        return [(int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))]
+
+    pool = table.row("pool")
+    # stem units see [i - 1, i + 1]; pool windows [0, 2), [1, 4), [3, 5) of them, clipped.
+    assert pool.rf_uneven and pool.rf_windows == (((0, 2), (0, 4), (2, 4)),) * 2
+    for unit in range(3):
+        assert probed("pool", unit) == [pool.rf_windows[0][unit], pool.rf_windows[1][unit]]
+    # mix unit k reads pool units k, k + 1: [-1, 4] and [0, 5], one width, one step: uniform.
+    mix = table.row("mix")
+    assert not mix.rf_uneven and (mix.receptive_field, mix.jump) == ([6, 6], [1, 1])
+    for unit in range(2):
+        assert probed("mix", unit) == expected_window(mix, (unit, unit), (5, 5))
+    assert table.rows[0].receptive_field == [6, 6]  # the join of two such branches
