@@ -138,3 +138,19 @@ def test_python_dash_m_show() -> None:
     assert result.stdout.splitlines()[1].startswith(
         ",LeNet5,module,0,0,32x32x1,10,"
     )  # "": the model
+
+
+def test_width_narrows_the_text_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: `--width 80` fits 80 columns, every row still one line."""
+    assert main(["show", "inception_v3", "--width", "80"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[2].split() == ["layer", "output", "params", "MACs", "RF"]
+
+
+def test_output_file_is_written_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "table.md"
+    target.write_text("old", encoding="utf-8")
+    assert main(["show", "lenet5", "--format", "md", "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8").startswith("**lenet5 at input 32x32x1")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]  # no temporary file left
