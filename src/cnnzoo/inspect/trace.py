@@ -1,11 +1,7 @@
-"""Collect the facts of a layer table: one frozen row per module call, in execution order.
+"""The tracer: one forward pass of a meta model (``meta.py``), watched call by call.
 
-How it works. The model runs once on the **meta device**: tensors there have shapes and dtypes
-but no storage, so ResNet-50 at 8x3x1024x1024 costs what it costs at 1x3x224x224 (nothing). A
-registered name is built directly under ``torch.device("meta")`` with the random initialisation
-skipped; a user's ``nn.Module`` is deep-copied with every parameter, buffer and tensor attribute
-replaced by an empty meta twin (shared weights stay shared), so the user's model is never
-modified, moved or hooked, whatever happens during the trace.
+The model runs once on the **meta device**: tensors there have shapes and dtypes but no
+storage, so ResNet-50 at 8x3x1024x1024 costs what it costs at 1x3x224x224 (nothing).
 
 Three observers watch that one forward pass:
 
@@ -19,8 +15,8 @@ Three observers watch that one forward pass:
   facts from tensor to tensor (rules in ``geometry.py``), so branches and joins are right by
   construction.
 
-Totals (parameters, trainable parameters) come from the model, not from summing rows, so shared
-weights count once.
+Everything is kept in dicts keyed by identity, so the cost is linear in the number of ops
+(resnet1202 costs per block what resnet110 does). ``facts.py`` turns a finished trace into rows.
 """
 
 from __future__ import annotations
