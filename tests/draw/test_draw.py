@@ -130,3 +130,8 @@ def test_the_table_page_is_the_table_only() -> None:
     assert "<svg" not in page and 'id="metadata"' not in page
     assert page.count("<tr ") == len(table.rows)
     assert table._repr_html_().count("<tr ") == len(table.rows)
+
+
+def test_the_same_model_draws_the_same_svg() -> None:
+    """Edges follow trace order, not the ids of the objects of one trace."""
+    assert draw("googlenet", depth=1) == draw("googlenet", depth=1)

@@ -131,28 +131,29 @@ class Tracer:
         self.module_calls: Counter[int] = Counter()
         self.function_calls: Counter[tuple[int, str]] = Counter()
         # Data flow (issue 8): the finest nodes whose outputs a tensor is made of.
-        self.producers: dict[int, tuple[Tensor, frozenset[Any]]] = {}
+        # In trace order (a tuple, not a set): the diagram's edges come out the same every run.
+        self.producers: dict[int, tuple[Tensor, tuple[Any, ...]]] = {}
         self.joins: list[tuple[int, str, str, _Call, Tensor]] = []  # order, name, type, owner
         # (source, target): _Call, join order or None; a dict keeps trace order and finds an
         # edge in O(1) (a list made resnet1202's trace quadratic).
         self.edges: dict[tuple[Any, Any], None] = {}
 
     # -- data flow: keyed by id like geo
-    def producers_of(self, tensors: Sequence[Tensor]) -> frozenset[Any]:
-        found: set[Any] = set()
+    def producers_of(self, tensors: Sequence[Tensor]) -> tuple[Any, ...]:
+        found: dict[Any, None] = {}
         for tensor in tensors:
             entry = self.producers.get(id(tensor))
             if entry is not None and entry[0] is tensor:
-                found |= entry[1]
+                found.update(dict.fromkeys(entry[1]))
             elif self.geo_of(tensor) is not None:
-                found.add(None)  # the model's input
-        return frozenset(found)
+                found[None] = None  # the model's input
+        return tuple(found)
 
     def produce(self, node: Any, inputs: Sequence[Tensor], outputs: Sequence[Tensor]) -> None:
         for source in self.producers_of(inputs):
             self.edges[(source, node)] = None
         for tensor in outputs:
-            self.producers[id(tensor)] = (tensor, frozenset([node]))
+            self.producers[id(tensor)] = (tensor, (node,))
 
     # -- geometry store: keyed by id, holding the tensor so the id cannot be reused meanwhile
     def geo_of(self, tensor: Tensor | None) -> Geo | None:
