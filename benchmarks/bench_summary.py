@@ -17,6 +17,13 @@ before the call is reported. Ratios compare numbers from this same run.
 Targets (issue 4): at 8x3x1024x1024 at most 1/20 of torchinfo's time and 1/10 of its memory
 growth; at 224 no slower than torchinfo including building the model; the first call's extra
 cost small.
+
+    .venv/bin/python benchmarks/bench_summary.py --depth
+
+Issue 11: the cost of a table grows linearly with depth. ``--depth`` times the table
+(``summary`` + ``to_text``) and the model page (``draw.model_page``) of resnet110 (54 blocks)
+and resnet1202 (600 blocks, the same block 11x as often), best of three in one process, and
+prints seconds per block and the ratio (target: at most ~1.5x per block).
 """
 
 from __future__ import annotations
@@ -101,11 +108,49 @@ def _child(method: str, name: str, shape: tuple[int, ...]) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+# (model, residual blocks): 3 stages of n blocks, n = (depth - 2) / 6 (He et al. 2015, sec. 4.2)
+DEPTH_CASES = (("resnet110", 54), ("resnet1202", 600))
+
+
+def depth_scaling(repeats: int = 3) -> None:
+    """Seconds per residual block of the table and of the model page, shallow vs deep."""
+    import cnnzoo
+    from cnnzoo.draw import model_page
+
+    cnnzoo.summary("resnet20").to_text()  # imports and first-use costs out of the way
+    per_block: dict[str, dict[str, float]] = {}
+    for name, blocks in DEPTH_CASES:
+        table_s = page_s = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            table = cnnzoo.summary(name)
+            table.to_text()
+            table_s = min(table_s, time.perf_counter() - start)
+            start = time.perf_counter()
+            model_page(table)
+            page_s = min(page_s, time.perf_counter() - start)
+        per_block[name] = {"table": table_s / blocks, "page": page_s / blocks}
+        print(
+            f"{name:11} {blocks:4} blocks  table {table_s:7.3f} s ({1e3 * table_s / blocks:.2f} "
+            f"ms/block)  page {page_s:7.3f} s ({1e3 * page_s / blocks:.2f} ms/block)"
+        )
+    (shallow, _), (deep, _) = DEPTH_CASES
+    for what in ("table", "page"):
+        ratio = per_block[deep][what] / per_block[shallow][what]
+        print(f"{what}: {deep} / {shallow} per block = x{ratio:.2f} (target <= ~1.5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the 224 cases")
+    parser.add_argument(
+        "--depth", action="store_true", help="cost per block: resnet110 vs resnet1202"
+    )
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.depth:
+        depth_scaling()
+        return
     if args.one:
         method, name, *shape = args.one
         print(json.dumps(one(method, name, tuple(int(s) for s in shape))))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cnnzoo import summary
-from cnnzoo.draw import build_graph
+from cnnzoo.draw import build_graph, draw, model_page
 from cnnzoo.report import write_report
 
 CHROMIUM = os.environ.get("CNNZOO_CHROMIUM", "/usr/bin/chromium")
@@ -69,7 +69,7 @@ def test_model_page_renders_with_diagram_and_collapsible_blocks(
 ) -> None:
     table = summary(name)
     path = tmp_path / f"{name}.html"
-    path.write_text(table.to_html(), encoding="utf-8")
+    path.write_text(model_page(table), encoding="utf-8")
     page, errors = _open(browser, path)
     assert page.title().startswith(name)
     graph = build_graph(table)
@@ -92,6 +92,41 @@ def test_model_page_renders_with_diagram_and_collapsible_blocks(
     page.screenshot(path=str(ARTIFACTS / f"{name}-page.png"), full_page=False)
     assert errors == []
     page.close()
+
+
+def test_jupyter_reprs_render_in_a_notebook_like_page(browser: Any, tmp_path: Path) -> None:
+    """What Jupyter does with the three reprs (issue 11): the table's and the model page's
+    ``_repr_html_`` and the diagram's ``_repr_svg_`` placed in output cells of one page. Each
+    must render, keep its collapsible rows working on its own, and load nothing."""
+    table = summary("resnet18")
+    page = draw(table, format="html")
+    diagram = draw(table, depth=2)
+    cells = [table._repr_html_(), page._repr_html_(), diagram._repr_svg_()]  # type: ignore[union-attr]
+    notebook = "".join(f'<div class="output" id="cell{i}">{c}</div>' for i, c in enumerate(cells))
+    path = tmp_path / "notebook.html"
+    path.write_text(
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{notebook}</body></html>',
+        encoding="utf-8",
+    )
+    view, errors = _open(browser, path)
+    for cell in ("#cell0", "#cell1"):
+        assert view.locator(f"{cell} tbody tr").count() == len(table.rows)
+        assert view.locator(f"{cell} caption").inner_text().startswith("resnet18 at input")
+    graph = build_graph(table, 2)
+    assert view.locator("#cell2 svg g.node").count() == len(graph.nodes)
+    assert view.locator("#cell1 svg.cnnzoo-diagram g.node").count() == len(build_graph(table).nodes)
+    box = view.locator("#cell2 svg").bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100
+    # Collapsing layer1 in the first table hides its rows there, not in the page's table.
+    index = next(i for i, r in enumerate(table.all_rows) if r.name == "layer1")
+    first = view.locator(f'#cell0 tr[data-path~="row{index}"]')
+    second = view.locator(f'#cell1 tr[data-path~="row{index}"]')
+    view.locator(f'#cell0 tr[data-row="row{index}"] button.toggle').click()
+    assert not first.first.is_visible() and second.first.is_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    view.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=False)
+    assert errors == []
+    view.close()
 
 
 def test_run_report_renders_offline(browser: Any, tmp_path: Path) -> None:

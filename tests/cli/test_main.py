@@ -29,7 +29,7 @@ def test_list_prints_every_model(capsys: pytest.CaptureFixture[str]) -> None:
     names = [row.split()[0] for row in rows]
     assert "resnet50" in names and "lenet5" in names and "googlenet" in names
     resnet50 = next(r for r in rows if r.split()[0] == "resnet50").split()
-    assert resnet50[2:5] == ["25.56M", "4.09G", "3x224x224"]
+    assert resnet50[2:5] == ["25,557,032", "4,089,184,256", "3x224x224"]  # exact (issue 11)
 
 
 def test_list_pattern_filters(capsys: pytest.CaptureFixture[str]) -> None:

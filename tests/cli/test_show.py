@@ -16,7 +16,7 @@ def test_show_prints_the_text_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "resnet18", "--depth", "1"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0] == "resnet18 at input 1x3x224x224 (float32, eval mode)"
+    assert lines[0] == "resnet18 at input 224x224x3, batch 1 (float32, eval mode)"
     assert [line.split()[0] for line in lines[4:16]] == [
         "resnet18",
         "conv1",
@@ -37,7 +37,7 @@ def test_show_prints_the_text_table(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("fmt", "start"),
     [
-        ("md", "**lenet5 at input 1x1x32x32"),
+        ("md", "**lenet5 at input 32x32x1, batch 1"),
         ("csv", "layer,type,kind,depth"),
         ("json", "{"),
         ("latex", "% Requires"),
@@ -60,7 +60,7 @@ def test_input_batch_columns_and_output_file(
     assert data["input_size"] == [3, 64, 64] and data["batch_size"] == 2
     assert main(["show", "lenet5", "--input", "32x32", "--columns", "layer,output"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("lenet5 at input 1x1x32x32")  # HxW keeps the model's channels
+    assert lines[0].startswith("lenet5 at input 32x32x1, batch 1")  # HxW keeps the model's channels
     assert lines[2].split() == ["layer", "output"]
 
 
@@ -78,7 +78,7 @@ def test_a_user_model_by_module_and_factory(
     monkeypatch.delitem(sys.modules, "mynets", raising=False)
     assert main(["show", "mynets:Wide", "--input", "3x8x8"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Wide at input 1x3x8x8") and "448" in out  # 16*3*9 + 16
+    assert out.startswith("Wide at input 8x8x3, batch 1") and "448" in out  # 16*3*9 + 16
     assert main(["show", "mynets:instance", "--input", "8"]) == 0  # an nn.Module attribute
     assert "8x8x16" in capsys.readouterr().out
     assert main(["show", "mynets:Wide"]) == 2
@@ -138,3 +138,19 @@ def test_python_dash_m_show() -> None:
     assert result.stdout.splitlines()[1].startswith(
         ",LeNet5,module,0,0,32x32x1,10,"
     )  # "": the model
+
+
+def test_width_narrows_the_text_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: `--width 80` fits 80 columns, every row still one line."""
+    assert main(["show", "inception_v3", "--width", "80"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[2].split() == ["layer", "output", "params", "MACs", "RF"]
+
+
+def test_output_file_is_written_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "table.md"
+    target.write_text("old", encoding="utf-8")
+    assert main(["show", "lenet5", "--format", "md", "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8").startswith("**lenet5 at input 32x32x1")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]  # no temporary file left

@@ -107,3 +107,31 @@ def test_png_and_cli(tmp_path: Path) -> None:
     assert page.read_text().count("<svg") == 1
     with pytest.raises(ValueError, match="format"):
         draw("lenet5", format="gif")
+
+
+def test_jupyter_reprs_of_diagram_and_model_page() -> None:
+    """Issue 11: a diagram and a model page show themselves in Jupyter; both stay strings."""
+    from cnnzoo.draw import Diagram, ModelPage, model_page
+
+    table = summary("lenet5")
+    svg = draw(table)
+    assert isinstance(svg, Diagram) and svg._repr_svg_() == svg and svg.startswith("<svg")
+    page = model_page(table)
+    assert isinstance(page, ModelPage) and page == draw(table, format="html")
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and 'id="metadata"' in page
+    fragment = page._repr_html_()
+    assert "<html" not in fragment and "<svg" in fragment and "cnnzoo-table" in fragment
+    assert fragment in page  # the document is the fragment in a page
+
+
+def test_the_table_page_is_the_table_only() -> None:
+    table = summary("lenet5")
+    page = table.to_html()
+    assert "<svg" not in page and 'id="metadata"' not in page
+    assert page.count("<tr ") == len(table.rows)
+    assert table._repr_html_().count("<tr ") == len(table.rows)
+
+
+def test_the_same_model_draws_the_same_svg() -> None:
+    """Edges follow trace order, not the ids of the objects of one trace."""
+    assert draw("googlenet", depth=1) == draw("googlenet", depth=1)

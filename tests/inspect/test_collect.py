@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from cnnzoo import LayerTable, summary
-from cnnzoo.inspect._rules import shape_only
 from cnnzoo.inspect.collect import build_meta, meta_copy
+from cnnzoo.inspect.shapes import shape_only
 
 
 class Residual(nn.Module):

@@ -164,12 +164,43 @@ def test_global_pooling_and_linear_layers_see_the_whole_span() -> None:
     assert table.rows[3].jump is None  # flattened: no grid any more
 
 
-def test_adaptive_pooling_with_uneven_windows() -> None:
-    # 7 -> 3: windows [0, 3), [2, 5), [4, 7): width 3, unit centres 7/3 apart
-    table = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 7, 7))
+def test_adaptive_pooling_follows_torchs_windows() -> None:
+    # 7 -> 3: torch's windows [0, 3), [2, 5), [4, 7) (start floor(i*7/3), end ceil((i+1)*7/3)):
+    # one width, one spacing, so a uniform grid of 3-pixel windows 2 pixels apart.
+    row = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 7, 7)).row("0")
+    assert (row.receptive_field, row.jump, row.rf_start) == ([3, 3], [2, 2], [1, 1])
+    assert not row.rf_uneven and row.kernel is None  # not a fixed window
+
+
+def test_adaptive_pooling_with_uneven_windows_says_so() -> None:
+    # 5 -> 3: windows [0, 2), [1, 4), [3, 5): widths 2, 3, 2. No jump describes that grid.
+    table = summary(nn.Sequential(nn.AdaptiveAvgPool2d(3)), (1, 5, 5))
     row = table.row("0")
-    assert row.receptive_field == [3, 3] and row.jump == [pytest.approx(7 / 3, abs=1e-4)] * 2
-    assert row.kernel is None  # not a fixed window
+    assert row.rf_uneven and row.receptive_field == [3, 3]
+    assert row.jump is None and row.rf_start is None
+    assert row.rf_windows == (((0, 1), (1, 3), (3, 4)),) * 2
+    text = table.to_text(columns="layer,rf,jump")
+    assert "3x3*" in text and "uneven" in text
+
+
+def test_vgg16_at_256_sees_436_pixels() -> None:
+    """Issue 11: features end 8x8 (rf 212, jump 32); the 8 -> 7 adaptive pool's windows are
+    [i, i + 2): uniform, jump 32; the classifier sees all 8 units: 212 + 7 * 32 = 436."""
+    table = summary("vgg16", (3, 256, 256))
+    assert table.row("avgpool").receptive_field == [244, 244]
+    assert table.row("avgpool").jump == [32, 32]
+    assert table.rows[0].receptive_field == [436, 436]
+
+
+def test_local_response_norm_mixes_channels_not_pixels() -> None:
+    """Issue 11: alexnet_original's norm1 printed 227x227; it sees what conv1 saw, 11x11."""
+    table = summary("alexnet_original")
+    assert table.row("features.norm1").receptive_field == [11, 11]
+    assert table.row("features.norm1").jump == [4, 4]
+    assert table.row("features.pool1").receptive_field == [19, 19]  # 11 + 2 * 4
+    model = nn.Sequential(conv(1, 4, 3), nn.LocalResponseNorm(3), conv(4, 1, 3))
+    table = summary(model, (1, 16, 16))
+    assert [r.receptive_field for r in table.rows[1:]] == [[3, 3], [3, 3], [5, 5]]
 
 
 def test_cifar_option_a_shortcut_subsamples() -> None:
@@ -343,3 +374,48 @@ def test_vgg16_last_pool_sees_212_pixels() -> None:
     assert unit == (3, 3)
     assert rows[1] - rows[0] + 1 == cols[1] - cols[0] + 1 == 212
     assert [rows, cols] == expected_window(table.row("features.30"), unit, (224, 224))
+
+
+def test_windows_over_a_non_uniform_grid_against_the_probe() -> None:
+    """A 2x2 conv and a residual join after an uneven adaptive pool (5 -> 3: windows of 2, 3
+    and 2 units): the table maps every unit's window exactly, and finds the grid uniform again
+    when it is. Checked against the gradient probe, unit by unit."""
+
+    class Uneven(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = conv(1, 1, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(3)
+            self.mix = conv(1, 1, 2)
+            self.side = conv(1, 1, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            pooled = self.pool(self.stem(x))
+            return self.mix(pooled) + self.side(pooled)
+
+    model = _positive(Uneven())
+    table = summary(model, (1, 5, 5))
+
+    def probed(layer: str, unit: int) -> list[tuple[int, int]]:
+        outputs: list[Tensor] = []
+        module = model.get_submodule(layer)
+        handle = module.register_forward_hook(lambda m, i, o: outputs.append(o))
+        x = torch.ones(1, 1, 5, 5, requires_grad=True)
+        model(x)
+        handle.remove()
+        (grad,) = torch.autograd.grad(outputs[0][0, :, unit, unit].sum(), x)
+        seen = grad[0].abs().sum(0) > 0
+        rows, cols = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+        return [(int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))]
+
+    pool = table.row("pool")
+    # stem units see [i - 1, i + 1]; pool windows [0, 2), [1, 4), [3, 5) of them, clipped.
+    assert pool.rf_uneven and pool.rf_windows == (((0, 2), (0, 4), (2, 4)),) * 2
+    for unit in range(3):
+        assert probed("pool", unit) == [pool.rf_windows[0][unit], pool.rf_windows[1][unit]]
+    # mix unit k reads pool units k, k + 1: [-1, 4] and [0, 5], one width, one step: uniform.
+    mix = table.row("mix")
+    assert not mix.rf_uneven and (mix.receptive_field, mix.jump) == ([6, 6], [1, 1])
+    for unit in range(2):
+        assert probed("mix", unit) == expected_window(mix, (unit, unit), (5, 5))
+    assert table.rows[0].receptive_field == [6, 6]  # the join of two such branches

@@ -24,7 +24,7 @@ def resnet18() -> LayerTable:
 
 def test_text_has_title_rule_rows_and_totals(resnet18: LayerTable) -> None:
     lines = resnet18.to_text().splitlines()
-    assert lines[0] == "resnet18 at input 1x3x224x224 (float32, eval mode)"
+    assert lines[0] == "resnet18 at input 224x224x3, batch 1 (float32, eval mode)"
     header, rule = lines[2], lines[3]
     assert header.split() == ["layer", "type", "output", "window", "params", "MACs", "RF"]
     assert set(rule) == {"-", " "}

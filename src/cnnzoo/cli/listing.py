@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnzoo._format import human_count, text_table
+from cnnzoo._format import text_table
 from cnnzoo.registry import list_models, model_info
 
 
@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
             [
                 name,
                 info.family,
-                human_count(info.params),
-                human_count(info.macs),
+                f"{info.params:,}",
+                "-" if info.macs is None else f"{info.macs:,}",  # the table's exact count
                 f"{c}x{h}x{w}",
                 str(info.paper.year),
                 "yes" if info.torchvision else "",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
-from pathlib import Path
 
 from torch import nn
 
@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="default, wide, all, or a comma-separated list of: layer, type, input, output, "
         "window, kernel, stride, padding, dilation, groups, params, macs, flops, rf, jump, ... "
         "(not for json)",
+    )
+    parser.add_argument(
+        "--width",
+        type=_positive,
+        metavar="N",
+        help="text table width (default: the terminal's, 120 when not a terminal)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
     add_weights_argument(parser)
@@ -140,9 +146,17 @@ def run(args: argparse.Namespace) -> int:
             "latex": table.to_latex,
             "html": table.to_html,
         }[args.format]
-        text = render(columns=args.columns)
+        if args.format == "text":
+            width = args.width
+            if width is None and not args.output and sys.stdout.isatty():
+                width = max(shutil.get_terminal_size().columns, 40)
+            text = table.to_text(columns=args.columns, width=width)
+        else:
+            text = render(columns=args.columns)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from cnnzoo.draw import write_atomically
+
+        write_atomically(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+from cnnzoo._optional import require
 from cnnzoo.draw.graph import DiagramGraph
 from cnnzoo.draw.layout import Layout
 from cnnzoo.draw.style import EDGE, FILL, FRAME_STROKE, STROKE
@@ -17,10 +18,15 @@ __all__ = ["to_png"]
 
 def to_png(graph: DiagramGraph, layout: Layout, *, scale: float = 1.5) -> bytes:
     """PNG bytes of a laid-out diagram graph, ``scale`` pixels per layout unit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
-    from matplotlib.path import Path as MplPath
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "PNG diagrams").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "PNG diagrams").Figure
+    patches = require("matplotlib.patches", "PNG diagrams")
+    FancyArrowPatch, FancyBboxPatch, Rectangle = (
+        patches.FancyArrowPatch,
+        patches.FancyBboxPatch,
+        patches.Rectangle,
+    )
+    MplPath = require("matplotlib.path", "PNG diagrams").Path
 
     dpi = 100 * scale
     figure = Figure(figsize=(layout.width / 100, layout.height / 100), dpi=dpi)

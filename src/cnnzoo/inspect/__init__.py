@@ -1,18 +1,19 @@
 """Exact layer tables and conv arithmetic: ``summary``, ``check_geometry``, ``conv_output_size``.
 
-Facts are collected on the meta device (``collect``), rendered by pure functions (``render``);
-the conv arithmetic stands alone (``arithmetic``).
+Facts are collected on the meta device (``collect``: ``meta`` -> ``trace`` with the per-op rules
+of ``geometry``, ``macs``, ``shapes``, ``ops`` -> the dataclasses of ``rows``) and rendered by
+pure functions (``render``); the conv arithmetic stands alone (``arithmetic``), and
+``check_geometry`` (``check``) applies it to a trace.
 """
 
 from cnnzoo.inspect.arithmetic import (
     ConvArithmetic,
     GeometryError,
-    GeometryIssue,
-    check_geometry,
     conv_output_size,
     explain_conv_arithmetic,
     pool_output_size,
 )
+from cnnzoo.inspect.check import GeometryIssue, check_geometry
 from cnnzoo.inspect.collect import (
     MACS_CONVENTION,
     LayerRow,
@@ -21,6 +22,7 @@ from cnnzoo.inspect.collect import (
     UncountedOp,
     register_mac_rule,
     summary,
+    total_macs,
 )
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "pool_output_size",
     "register_mac_rule",
     "summary",
+    "total_macs",
 ]

@@ -1,32 +1,46 @@
-"""Render a layer table: pure functions of a :class:`~cnnzoo.inspect.collect.LayerTable`.
+"""Render a layer table: pure functions of a :class:`~cnnzoo.inspect.rows.LayerTable`.
 
-Formats: aligned text (fits 120 columns with the default columns), Markdown, CSV, JSON, LaTeX
-(``longtable`` + ``booktabs``) and a self-contained HTML page. Columns are chosen by name or by
-set: ``"default"``, ``"wide"``, ``"all"``, or a list / comma-separated string of column keys
-(see ``COLUMNS``).
+Formats: aligned text (narrowed to a width, 120 by default), Markdown, CSV, JSON, LaTeX
+(``longtable`` + ``booktabs``) here; HTML (the table, a fragment for pages and Jupyter) in
+``render_html.py``. Columns and shared pieces: ``columns.py``.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
-import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cnnzoo._format import human_count, text_table
+from cnnzoo._format import text_table
 
 if TYPE_CHECKING:
-    from cnnzoo.inspect.collect import LayerRow, LayerTable
+    from cnnzoo.inspect.rows import LayerTable
+
+from cnnzoo.inspect.columns import (
+    COLUMN_SETS,
+    COLUMNS,
+    TEXT_WIDTH,
+    Column,
+    ColumnsArg,
+    _cell,
+    _footer_lines,
+    _title,
+    _wrap,
+    resolve_columns,
+    shape_text,
+)
+from cnnzoo.inspect.render_html import html_document, html_fragment, to_html
 
 __all__ = [
     "COLUMNS",
     "COLUMN_SETS",
     "ColumnsArg",
+    "html_document",
+    "html_fragment",
     "resolve_columns",
+    "shape_text",
     "to_csv",
     "to_dict",
     "to_html",
@@ -36,254 +50,84 @@ __all__ = [
     "to_text",
 ]
 
-ColumnsArg = str | Sequence[str] | None
-TEXT_WIDTH = 120  # a terminal the default text table must fit
-
-
-def _dims(values: Sequence[int | float] | None) -> str:
-    if values is None:
-        return "-"
-    return "x".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
-
-
-def _count(n: int) -> str:
-    return f"{n:,}" if n else "-"
-
-
-def _window(row: LayerRow) -> str:
-    """'3x3 s2 p1', plus ' d2' (dilation), ' g32' (groups), ' ceil' (ceil_mode) when set."""
-    if row.kernel is None or row.stride is None or row.padding is None:
-        return "-"
-
-    def compact(values: Sequence[int]) -> str:
-        return str(values[0]) if len(set(values)) == 1 else _dims(values)
-
-    parts = [_dims(row.kernel), f"s{compact(row.stride)}", f"p{compact(row.padding)}"]
-    if row.dilation is not None and any(d != 1 for d in row.dilation):
-        parts.append(f"d{compact(row.dilation)}")
-    if row.groups is not None and row.groups != 1:
-        parts.append(f"g{row.groups}")
-    if row.ceil_mode:
-        parts.append("ceil")
-    return " ".join(parts)
-
-
-def _bytes(n: int) -> str:
-    """Decimal units, as disk and memory tools print them: '602.11 KB', '46.76 MB'."""
-    for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column: its header, alignment and how a row shows in text and in data formats."""
-
-    key: str
-    header: str
-    right: bool
-    text: Callable[[LayerRow], str]
-    value: Callable[[LayerRow], Any]
-
-
-def _list_value(values: Sequence[int | float] | None) -> str:
-    return "" if values is None else _dims(values)
-
-
-COLUMNS: dict[str, Column] = {
-    c.key: c
-    for c in (
-        Column("layer", "layer", False, lambda r: r.name, lambda r: r.name),
-        Column("type", "type", False, lambda r: r.type, lambda r: r.type),
-        Column("kind", "kind", False, lambda r: r.kind, lambda r: r.kind),
-        Column("depth", "depth", True, lambda r: str(r.depth), lambda r: r.depth),
-        Column("call", "call", True, lambda r: str(r.call_index), lambda r: r.call_index),
-        Column(
-            "input",
-            "input",
-            True,
-            lambda r: _dims(r.input_hwc),
-            lambda r: _list_value(r.input_hwc),
-        ),
-        Column(
-            "output",
-            "output",
-            True,
-            lambda r: _dims(r.output_hwc),
-            lambda r: _list_value(r.output_hwc),
-        ),
-        Column(
-            "window", "window", False, _window, lambda r: "" if r.kernel is None else _window(r)
-        ),
-        Column(
-            "kernel", "kernel", True, lambda r: _dims(r.kernel), lambda r: _list_value(r.kernel)
-        ),
-        Column(
-            "stride", "stride", True, lambda r: _dims(r.stride), lambda r: _list_value(r.stride)
-        ),
-        Column(
-            "padding",
-            "padding",
-            True,
-            lambda r: _dims(r.padding),
-            lambda r: _list_value(r.padding),
-        ),
-        Column(
-            "dilation",
-            "dilation",
-            True,
-            lambda r: _dims(r.dilation),
-            lambda r: _list_value(r.dilation),
-        ),
-        Column(
-            "groups",
-            "groups",
-            True,
-            lambda r: "-" if r.groups is None else str(r.groups),
-            lambda r: "" if r.groups is None else r.groups,
-        ),
-        Column(
-            "ceil_mode",
-            "ceil",
-            False,
-            lambda r: "-" if r.ceil_mode is None else str(r.ceil_mode).lower(),
-            lambda r: "" if r.ceil_mode is None else r.ceil_mode,
-        ),
-        Column("params", "params", True, lambda r: _count(r.params), lambda r: r.params),
-        Column("macs", "MACs", True, lambda r: _count(r.macs), lambda r: r.macs),
-        Column("flops", "FLOPs", True, lambda r: _count(r.flops), lambda r: r.flops),
-        Column(
-            "rf",
-            "RF",
-            True,
-            lambda r: _dims(r.receptive_field),
-            lambda r: _list_value(r.receptive_field),
-        ),
-        Column("jump", "jump", True, lambda r: _dims(r.jump), lambda r: _list_value(r.jump)),
-        Column(
-            "rf_start",
-            "RF start",
-            True,
-            lambda r: _dims(r.rf_start),
-            lambda r: _list_value(r.rf_start),
-        ),
-        Column(
-            "memory",
-            "output bytes",
-            True,
-            lambda r: _bytes(r.output_bytes) if r.output_bytes else "-",
-            lambda r: r.output_bytes,
-        ),
-    )
-}
-
-COLUMN_SETS: dict[str, tuple[str, ...]] = {
-    "default": ("layer", "type", "output", "window", "params", "macs", "rf"),
-    "wide": ("layer", "type", "input", "output", "window", "params", "macs", "flops", "rf", "jump"),
-    "all": tuple(COLUMNS),
-}
-
-
-def resolve_columns(columns: ColumnsArg, default: str = "default") -> list[Column]:
-    """Column objects for a set name, a comma-separated string or a list of keys."""
-    if columns is None:
-        columns = default
-    if isinstance(columns, str):
-        if columns in COLUMN_SETS:
-            return [COLUMNS[k] for k in COLUMN_SETS[columns]]
-        columns = [c.strip() for c in columns.split(",") if c.strip()]
-    unknown = [c for c in columns if c not in COLUMNS]
-    if unknown or not columns:
-        raise ValueError(
-            f"unknown columns {', '.join(map(repr, unknown)) or '(none given)'}; choose from "
-            f"{', '.join(COLUMNS)} or a set: {', '.join(COLUMN_SETS)}"
-        )
-    return [COLUMNS[k] for k in columns]
-
-
-# ---- shared pieces ----------------------------------------------------------------------------
-
-
-def _shape_text(table: LayerTable) -> str:
-    return "x".join(map(str, (table.batch_size, *table.input_size)))
-
-
-def _title(table: LayerTable) -> str:
-    return f"{table.model} at input {_shape_text(table)} ({table.dtype}, eval mode)"
-
-
-def _layer_label(table: LayerTable, row: LayerRow) -> str:
-    label = row.name or table.model
-    if row.call_index and row.kind == "module":
-        label += f" (call {row.call_index + 1})"
-    return label
-
-
-def _cell(table: LayerTable, row: LayerRow, column: Column) -> str:
-    return _layer_label(table, row) if column.key == "layer" else column.text(row)
-
-
-def _short(n: int) -> str:
-    """Three decimals, as torchvision documents GFLOPS: '1.814G', '326.520K'."""
-    return human_count(n, digits=3)
-
-
-def _footer_lines(table: LayerTable) -> list[str]:
-    """Totals, the MAC convention, memory, what was not run or not counted: one fact a line."""
-    lines = [
-        f"Total params: {table.total_params:,} (trainable {table.trainable_params:,}, "
-        f"non-trainable {table.non_trainable_params:,})",
-        f"Total MACs: {table.total_macs:,} ({_short(table.total_macs)}); "
-        f"FLOPs: {table.total_flops:,} ({_short(table.total_flops)})"
-        + (
-            " -- PARTIAL: some arithmetic has no counting rule, see below"
-            if table.macs_partial
-            else ""
-        ),
-        "MACs are multiply-accumulates of conv and linear weights (and other matrix products) "
-        f"at batch {table.batch_size}; no bias adds, norms, activations or pooling "
-        '(torchvision\'s "GFLOPS"). FLOPs = 2 x MACs.',
-        f"Memory: input {_bytes(table.input_bytes)}, params "
-        f"{_bytes(table.param_bytes)}, buffers {_bytes(table.buffer_bytes)}, "
-        f"activations {_bytes(table.activation_bytes)} (leaf outputs of one forward pass)",
-    ]
-    if table.not_run:
-        lines.append(
-            "Not run at this input in eval mode (their params are in the total): "
-            + "; ".join(f"{n.name} ({n.type}, {n.params:,} params)" for n in table.not_run)
-        )
-    if table.uncounted:
-        lines.append(
-            "Not counted (arithmetic without a counting rule): "
-            + "; ".join(f"{u.op} x{u.count} in {u.layer or table.model}" for u in table.uncounted)
-        )
-    return lines
-
-
-def _wrap(line: str, width: int = TEXT_WIDTH) -> list[str]:
-    return textwrap.wrap(line, width=width, subsequent_indent="  ", break_on_hyphens=False)
-
-
 # ---- formats ------------------------------------------------------------------------------------
 
 
-def to_text(table: LayerTable, columns: ColumnsArg = None) -> str:
-    """An aligned plain-text table with a title and totals; the default columns fit 120 wide."""
-    chosen = resolve_columns(columns)
-    headers = [c.header for c in chosen]
+# Default text columns dropped or shortened, in this order, until the table fits the width.
+_NARROWING = ("window", "type:12", "type")
+_MIN_LAYER = 12  # a layer name is never cut shorter than this
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Keep the end of a dotted name (the part that differs between rows): '~h3x3dbl_3b.conv'."""
+    return text if len(text) <= limit else "~" + text[len(text) - limit + 1 :]
+
+
+def _text_cells(
+    table: LayerTable, chosen: Sequence[Column], type_limit: int | None, layer_limit: int | None
+) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells = []
         for column in chosen:
             cell = _cell(table, row, column)
+            if column.key == "type" and type_limit is not None:
+                cell = _shorten(cell, type_limit)
             if column.key == "layer":
-                cell = "  " * max(row.depth - 1, 0) + cell
+                indent = "  " * max(row.depth - 1, 0)
+                if layer_limit is not None:
+                    cell = _shorten(cell, max(layer_limit - len(indent), _MIN_LAYER))
+                cell = indent + cell
             cells.append(cell)
         rows.append(cells)
-    body = text_table(headers, rows, right=[c.right for c in chosen])
-    footer = [wrapped for line in _footer_lines(table) for wrapped in _wrap(line)]
-    return "\n".join([_title(table), "", body, "", *footer]) + "\n"
+    return rows
+
+
+def _fitted_body(table: LayerTable, chosen: list[Column], width: int, explicit: bool) -> str:
+    """The aligned table; for the default columns, narrowed step by step to ``width``."""
+
+    def body(columns: list[Column], type_limit: int | None, layer_limit: int | None) -> str:
+        cells = _text_cells(table, columns, type_limit, layer_limit)
+        return text_table([c.header for c in columns], cells, right=[c.right for c in columns])
+
+    def widest(text: str) -> int:
+        return max(len(line) for line in text.splitlines())
+
+    text = body(chosen, None, None)
+    if explicit or widest(text) <= width:
+        return text
+    type_limit: int | None = None
+    for step in _NARROWING:
+        key, _, limit = step.partition(":")
+        if limit:
+            type_limit = int(limit)
+        else:
+            chosen = [c for c in chosen if c.key != key]
+        text = body(chosen, type_limit, None)
+        if widest(text) <= width:
+            return text
+    # Still too wide: cut the layer names (from the left, keeping the distinctive end).
+    keys = [c.key for c in chosen]
+    if "layer" not in keys:
+        return text
+    cells = _text_cells(table, chosen, type_limit, None)
+    layer_width = max(len(row[keys.index("layer")]) for row in cells)
+    excess = widest(text) - width
+    return body(chosen, type_limit, max(layer_width - excess, _MIN_LAYER))
+
+
+def to_text(table: LayerTable, columns: ColumnsArg = None, *, width: int | None = None) -> str:
+    """An aligned plain-text table with a title and totals, ``width`` characters wide at most
+    (default 120). With the default columns the table narrows itself to fit: below 120 it
+    drops the window column, shortens then drops the type column, then shortens layer names
+    (keeping their end); footnotes wrap. Columns given explicitly are all shown."""
+    width = TEXT_WIDTH if width is None else width
+    if width < 40:
+        raise ValueError(f"a text table needs at least 40 columns, got width={width}")
+    chosen = resolve_columns(columns)
+    body = _fitted_body(table, chosen, width, explicit=columns is not None)
+    footer = [wrapped for line in _footer_lines(table) for wrapped in _wrap(line, width)]
+    return "\n".join([*_wrap(_title(table), width), "", body, "", *footer]) + "\n"
 
 
 def _markdown_escape(text: str) -> str:
@@ -398,145 +242,3 @@ def to_latex(table: LayerTable, columns: ColumnsArg = None) -> str:
     lines.append("")
     lines.extend(_latex(line) + r"\\" for line in _footer_lines(table))
     return "\n".join(lines) + "\n"
-
-
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; white-space: nowrap; }
-th { text-align: left; border-bottom: 2px solid #444; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.layer { font-family: ui-monospace, monospace; }
-tr.container td { font-weight: 600; }
-tr.function td.layer { font-style: italic; }
-ul { line-height: 1.5; }
-""".strip()
-
-
-# ---- issue 8 (pictures): the HTML model page: metadata, diagram, collapsible blocks --------
-
-_PAGE_STYLE = """
-section { margin: 1.5em 0; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
-dl.meta dt { font-weight: 600; }
-dl.meta dd { margin: 0; }
-.diagram { overflow: auto; max-height: 80vh; border: 1px solid #ddd; padding: 0.5em; }
-button.toggle { border: none; background: none; cursor: pointer; font: inherit;
-  padding: 0 0.3em 0 0; width: 1.3em; }
-tr.hidden { display: none; }
-""".strip()
-
-# Collapsing a block hides every row below it; expanding shows them again unless another
-# collapsed block above them still hides them. No network, no libraries.
-_PAGE_SCRIPT = """
-document.querySelectorAll("button.toggle").forEach(function (button) {
-  button.addEventListener("click", function () {
-    var row = button.closest("tr");
-    var collapsed = row.classList.toggle("collapsed");
-    button.textContent = collapsed ? "\u25b8" : "\u25be";
-    button.setAttribute("aria-expanded", String(!collapsed));
-    document.querySelectorAll("tr[data-path]").forEach(function (other) {
-      var path = other.getAttribute("data-path").split(" ");
-      var hidden = path.some(function (id) {
-        var above = document.getElementById(id);
-        return above !== null && above.classList.contains("collapsed");
-      });
-      other.classList.toggle("hidden", hidden);
-    });
-  });
-});
-""".strip()
-
-
-def _metadata(table: LayerTable) -> list[tuple[str, str]]:
-    from cnnzoo.registry import model_info
-
-    facts = []
-    try:
-        info = model_info(table.model)
-    except (KeyError, ValueError):
-        info = None
-    if info is not None:
-        facts.append(("Paper", f"{info.paper.authors} ({info.paper.year}), {info.paper.title}"))
-        facts.append(("Link", info.paper.link))
-        facts.append(("Year", str(info.paper.year)))
-        facts.append(("Summary", info.summary))
-    facts.append(("Input", _shape_text(table)))
-    facts.append(("Parameters", f"{table.total_params:,}"))
-    partial = " (lower bound)" if table.macs_partial else ""
-    facts.append(("MACs", f"{table.total_macs:,}{partial}"))
-    return facts
-
-
-def to_html(
-    table: LayerTable, columns: ColumnsArg = None, *, diagram_depth: int | None = None
-) -> str:
-    """A self-contained HTML page: metadata, the diagram, the table with collapsible blocks,
-    totals; no external resources. ``diagram_depth`` is the diagram's level (None: layers)."""
-    chosen = resolve_columns(columns)
-    title = html.escape(_title(table))
-    head = "".join(
-        f'<th class="num">{html.escape(c.header)}</th>'
-        if c.right
-        else f"<th>{html.escape(c.header)}</th>"
-        for c in chosen
-    )
-    index_of = {id(row): i for i, row in enumerate(table.all_rows)}
-    parents = table.flow.parents if table.flow is not None else None
-    body = []
-    for row in table.rows:
-        classes = ["container" if not row.is_leaf else "leaf", row.kind]
-        index = index_of[id(row)]
-        path = []
-        if parents is not None:
-            above = parents[index]
-            while above > 0:
-                path.append(f"row{above}")
-                above = parents[above]
-        cells = []
-        for column in chosen:
-            text = html.escape(_cell(table, row, column))
-            if column.key == "layer":
-                indent = max(row.depth - 1, 0)
-                if not row.is_leaf and row.depth > 0:
-                    text = (
-                        '<button class="toggle" type="button" aria-expanded="true" '
-                        f'title="collapse or expand this block">\u25be</button>{text}'
-                    )
-                cells.append(
-                    f'<td class="layer" style="padding-left: {indent + 0.8}em">{text}</td>'
-                )
-            else:
-                cells.append(f'<td class="num">{text}</td>' if column.right else f"<td>{text}</td>")
-        data_path = f' data-path="{" ".join(path)}"' if path else ""
-        body.append(
-            f'<tr id="row{index}" class="{" ".join(classes)}"{data_path}>'
-            + "".join(cells)
-            + "</tr>"
-        )
-    footer = "\n".join(f"<li>{html.escape(line)}</li>" for line in _footer_lines(table))
-    meta = "\n".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _metadata(table)
-    )
-    diagram = ""
-    if table.flow is not None:
-        from cnnzoo.draw import diagram_svg
-
-        diagram = (
-            '<section id="diagram"><h2>Diagram</h2>\n<div class="diagram">\n'
-            + diagram_svg(table, diagram_depth)
-            + "</div></section>\n"
-        )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>\n{_HTML_STYLE}\n{_PAGE_STYLE}\n</style>\n</head>\n"
-        f"<body>\n<h1>{title}</h1>\n"
-        f'<section id="metadata"><dl class="meta">\n{meta}\n</dl></section>\n'
-        + diagram
-        + '<section id="layers"><h2>Layers</h2>\n'
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + f"\n</tbody>\n</table>\n<ul>\n{footer}\n</ul>\n</section>\n"
-        f"<script>\n{_PAGE_SCRIPT}\n</script>\n</body>\n</html>\n"
-    )

@@ -317,7 +317,7 @@ _register = functools.partial(register_model, family="alexnet")
 NUMBERS: dict[str, Numbers] = {
     "alexnet": numbers(
         61_100_840,
-        714_000_000,
+        714_188_480,
         "torchvision 0.28 docs (AlexNet_Weights.IMAGENET1K_V1): 61,100,840 params, 0.714 GFLOPS",
     ),
     "alexnet_original": numbers(

@@ -675,7 +675,7 @@ _register = functools.partial(
 NUMBERS: dict[str, Numbers] = {
     "googlenet": numbers(
         13_004_888,
-        1_498_000_000,
+        1_498_376_192,
         (
             "torchvision 0.28: params of the default build, aux heads included "
             "(torchvision_state_dicts.json; 6,624,904 without them, torchvision docs); "

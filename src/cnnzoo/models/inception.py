@@ -410,7 +410,7 @@ _register = functools.partial(
 NUMBERS: dict[str, Numbers] = {
     "inception_v3": numbers(
         27_161_264,
-        5_713_000_000,
+        5_713_216_096,
         (
             "torchvision 0.28: params of the default build, aux head included "
             "(torchvision_state_dicts.json; 23,834,568 without it, torchvision docs); "

@@ -170,6 +170,12 @@ class ConnectionTableConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.dense_weight(), self.bias)
 
+    def table_macs(self, input: Tensor, output: Tensor) -> int:
+        """MACs for the layer table (``cnnzoo.inspect.macs.CountsOwnMacs``): only the 60
+        kernels of the table exist (LeCun et al. 1998, Table I); the dense conv that runs them
+        multiplies 36 more by constant zeros."""
+        return int(output.shape[0]) * math.prod(output.shape[2:]) * self.weight.numel()
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -238,6 +244,11 @@ class EuclideanRBF(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return -(x.unsqueeze(1) - self.centres).pow(2).sum(dim=-1)
+
+    def table_macs(self, input: Tensor, output: Tensor) -> int:
+        """MACs for the layer table (``cnnzoo.inspect.macs.CountsOwnMacs``): one
+        squared-difference accumulation per input and class (LeCun et al. 1998, eq. 7)."""
+        return int(input.shape[0]) * self.in_features * self.num_classes
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}"

@@ -209,28 +209,28 @@ _register = functools.partial(
 # One row per variant (tests/data/published_numbers.md has the sources).
 NUMBERS: dict[str, Numbers] = {
     "vgg11": numbers(
-        132_863_336, 7_609_000_000, "torchvision 0.28 docs: 132,863,336 params, 7.609 GFLOPS"
+        132_863_336, 7_609_090_048, "torchvision 0.28 docs: 132,863,336 params, 7.609 GFLOPS"
     ),
     "vgg11_bn": numbers(
-        132_868_840, 7_609_000_000, "torchvision 0.28 docs: 132,868,840 params, 7.609 GFLOPS"
+        132_868_840, 7_609_090_048, "torchvision 0.28 docs: 132,868,840 params, 7.609 GFLOPS"
     ),
     "vgg13": numbers(
-        133_047_848, 11_308_000_000, "torchvision 0.28 docs: 133,047,848 params, 11.308 GFLOPS"
+        133_047_848, 11_308_466_176, "torchvision 0.28 docs: 133,047,848 params, 11.308 GFLOPS"
     ),
     "vgg13_bn": numbers(
-        133_053_736, 11_308_000_000, "torchvision 0.28 docs: 133,053,736 params, 11.308 GFLOPS"
+        133_053_736, 11_308_466_176, "torchvision 0.28 docs: 133,053,736 params, 11.308 GFLOPS"
     ),
     "vgg16": numbers(
-        138_357_544, 15_470_000_000, "torchvision 0.28 docs: 138,357,544 params, 15.470 GFLOPS"
+        138_357_544, 15_470_264_320, "torchvision 0.28 docs: 138,357,544 params, 15.470 GFLOPS"
     ),
     "vgg16_bn": numbers(
-        138_365_992, 15_470_000_000, "torchvision 0.28 docs: 138,365,992 params, 15.470 GFLOPS"
+        138_365_992, 15_470_264_320, "torchvision 0.28 docs: 138,365,992 params, 15.470 GFLOPS"
     ),
     "vgg19": numbers(
-        143_667_240, 19_632_000_000, "torchvision 0.28 docs: 143,667,240 params, 19.632 GFLOPS"
+        143_667_240, 19_632_062_464, "torchvision 0.28 docs: 143,667,240 params, 19.632 GFLOPS"
     ),
     "vgg19_bn": numbers(
-        143_678_248, 19_632_000_000, "torchvision 0.28 docs: 143,678,248 params, 19.632 GFLOPS"
+        143_678_248, 19_632_062_464, "torchvision 0.28 docs: 143,678,248 params, 19.632 GFLOPS"
     ),
     "vgg16_c": numbers(
         133_638_952,
