@@ -216,3 +216,25 @@ def test_cli_predict_of_an_exported_file(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert main(["predict", str(path), str(images[0])]) == 1
     assert "pip install 'cnnzoo[deploy]'" in capsys.readouterr().err
+
+
+def test_the_trainers_inference_record_wins_over_the_datas_statistics() -> None:
+    # The review's finding: a fine-tuned run trains at the weights' size with their mean/std
+    # (checkpoint["inference"], train/checkpoint.py); exports must use those, not the data's.
+    imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    checkpoint = {
+        "config": {"model": "resnet18", "model_kwargs": {"num_classes": 2, "in_channels": 3}},
+        "data": {"classes": ["a", "b"], "mean": [0.7, 0.5, 0.7], "std": [0.2, 0.2, 0.2]}
+        | {"image_size": [3, 48, 48]},
+        "inference": {
+            "input_size": [3, 224, 224],
+            "classes": ["a", "b"],
+            "mean": imagenet_mean,
+            "std": imagenet_std,
+        },
+    }
+    prep = Preprocessing.from_checkpoint(checkpoint)
+    assert list(prep.mean) == imagenet_mean and list(prep.std) == imagenet_std
+    assert prep.input_size == (3, 224, 224) and prep.image_size == (3, 48, 48)
+    del checkpoint["inference"]  # a format-1 checkpoint: the data's statistics, as before
+    assert list(Preprocessing.from_checkpoint(checkpoint).mean) == [0.7, 0.5, 0.7]

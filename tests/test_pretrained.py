@@ -412,8 +412,10 @@ def test_googlenet_and_inception_follow_torchvision_with_weights(
     assert flipped.transform_input is False and flipped.aux_logits is (not keeps_aux)
 
 
-def test_old_densenet_keys_are_renamed_as_torchvision_does() -> None:
+def test_old_densenet_keys_are_renamed_as_torchvision_does(tmp_path: Path) -> None:
     from collections import OrderedDict
+
+    from cnnzoo.models.densenet import DenseNet
 
     old = OrderedDict(
         [
@@ -423,13 +425,27 @@ def test_old_densenet_keys_are_renamed_as_torchvision_does() -> None:
         ]
     )
     old._metadata = {"": {"version": 1}}  # type: ignore[attr-defined]
-    new = pretrained._densenet_keys(old)
+    new = DenseNet.upgrade_state_dict(old)
     assert list(new) == [
         "features.denseblock1.denselayer1.norm1.weight",
         "features.denseblock1.denselayer1.conv2.weight",
         "features.norm0.weight",
     ]
     assert new._metadata == old._metadata  # type: ignore[attr-defined]
+    # a file given by path goes through the same renaming (the review's finding)
+    model = cnnzoo.create_model("densenet121", num_classes=3)
+    legacy = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", k): v
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")  # torchvision's old files predate it
+    }
+    assert any(".norm.1." in k for k in legacy)
+    path = tmp_path / "densenet121-legacy.pth"
+    torch.save(legacy, path)
+    loaded = cnnzoo.create_model("densenet121", weights=str(path), num_classes=3)
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded.state_dict()[key], value), key
 
 
 # --------------------------------------------------------------------------- the transform
@@ -645,3 +661,20 @@ def test_freeze_points_are_checked_before_any_data_is_read() -> None:
     assert make_config("resnet18", weights="DEFAULT").weights == "IMAGENET1K_V1"  # not DEFAULT
     with pytest.raises(ValueError, match="resnet18 has no module of that name; did you mean layer"):
         make_config("resnet18", weights="DEFAULT", freeze="layer9")
+
+
+def test_weights_record_the_constructor_arguments_that_rebuild_the_model(tmp_path: Path) -> None:
+    # The review's finding: googlenet/inception_v3 built for their weights (transform_input on,
+    # googlenet's aux heads dropped) must be rebuilt the same way from a run's config, or eval,
+    # resume and export see another model.
+    original = cnnzoo.create_model("googlenet", num_classes=4, init_weights=True)
+    path = tmp_path / "googlenet-own.pth"
+    torch.save(original.state_dict(), path)
+    loaded = cnnzoo.create_model("googlenet", weights=str(path), num_classes=4)
+    assert loaded.pretrained_kwargs == {"transform_input": True, "aux_logits": True}
+    rebuilt = cnnzoo.create_model("googlenet", num_classes=4, **loaded.pretrained_kwargs)
+    assert rebuilt.transform_input and list(rebuilt.state_dict()) == list(loaded.state_dict())
+    plain = cnnzoo.create_model("resnet20", num_classes=4)
+    torch.save(plain.state_dict(), tmp_path / "r.pth")
+    other = cnnzoo.create_model("resnet20", weights=str(tmp_path / "r.pth"), num_classes=4)
+    assert other.pretrained_kwargs == {}

@@ -100,6 +100,13 @@ class Preprocessing:
         config.update(checkpoint.get("config") or {})
         data = dict(config.get("data_info") or {})
         data.update(checkpoint.get("data") or {})
+        # The trainer's own record of what the model expects (format 2): the trained input size
+        # and the normalisation actually used (a fine-tuned run's are the weights', not the data's).
+        inference = dict((run_config or {}).get("inference") or {})
+        inference.update(checkpoint.get("inference") or {})
+        for key in ("classes", "mean", "std"):
+            if inference.get(key) is not None:
+                data[key] = inference[key]
         missing = [k for k in ("classes", "mean", "std", "image_size") if data.get(k) is None]
         if "model" not in config or missing:
             what = ", ".join((["model"] if "model" not in config else []) + missing)
@@ -123,7 +130,7 @@ class Preprocessing:
             fixed_size=info.fixed_size,
         )
         # A run that records its trained input size explicitly is believed over the derivation.
-        recorded = _first(
+        recorded = inference.get("input_size") or _first(
             ("input_size", "model_input_size", "trained_input_size"), data, config, checkpoint
         )
         if recorded is not None and _size(recorded) != prep.input_size:

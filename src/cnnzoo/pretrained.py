@@ -377,22 +377,6 @@ def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-def _densenet_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision's DenseNet files predate its module names: ``norm.1`` -> ``norm1`` (the same
-    renaming torchvision's ``_load_state_dict`` does)."""
-    pattern = re.compile(
-        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
-    )
-    renamed: dict[str, Tensor] = type(state)()
-    for key, value in state.items():
-        match = pattern.match(key)
-        renamed[match.group(1) + match.group(2) if match else key] = value
-    metadata = getattr(state, "_metadata", None)
-    if metadata is not None:
-        renamed._metadata = metadata  # type: ignore[attr-defined]
-    return renamed
-
-
 def _read_file(path: Path, model: str) -> dict[str, Tensor]:
     from cnnzoo.train.checkpoint_validation import read_checkpoint
 
@@ -402,7 +386,9 @@ def _read_file(path: Path, model: str) -> dict[str, Tensor]:
     state = read_checkpoint(path, "weights file", "a state_dict saved with torch.save")
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state_dict")
-    return _densenet_keys(state) if model.startswith("densenet") else state
+    from cnnzoo.models.densenet import DenseNet
+
+    return DenseNet.upgrade_state_dict(state) if model.startswith("densenet") else state
 
 
 # torchvision's builders for googlenet / inception_v3 with weights: the file has the aux heads, so
@@ -433,6 +419,10 @@ def build_pretrained(
     kwargs = dict(kwargs)
     num_classes = kwargs.pop("num_classes", None)
     in_channels = kwargs.pop("in_channels", None)
+    if name in _AUX_DEFAULT and in_channels in (None, 3):
+        # torchvision's googlenet/inception_v3 weights expect its input transform (a file of
+        # them as much as a named entry)
+        kwargs.setdefault("transform_input", True)
     if isinstance(source, Path):
         # A file of the user's: built as asked; a head of another size is left out, so a
         # torchvision file starts a fine-tune and a fine-tuned file loads whole.
@@ -456,8 +446,6 @@ def build_pretrained(
     else:
         drop_aux = False
         if name in _AUX_DEFAULT:
-            if in_channels in (None, 3):
-                kwargs.setdefault("transform_input", True)
             drop_aux = not kwargs.get("aux_logits", _AUX_DEFAULT[name])
             kwargs["aux_logits"] = True
         model = builder(**kwargs)
@@ -473,6 +461,10 @@ def build_pretrained(
     if in_channels is not None and in_channels != getattr(model, "in_channels", 3):
         adapt_input_channels(model, in_channels)
     object.__setattr__(model, "pretrained_weights", source)
+    # The constructor arguments that rebuild this architecture without the weights (a run's
+    # config records them, so eval, resume and export build the same model).
+    built = {k: getattr(model, k) for k in ("transform_input", "aux_logits") if hasattr(model, k)}
+    object.__setattr__(model, "pretrained_kwargs", built if name in _AUX_DEFAULT else {})
     return model
 
 

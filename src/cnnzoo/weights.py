@@ -101,6 +101,9 @@ def load_weights(
     stay as initialised: the way to fine-tune on a different ``num_classes``.
     """
     checkpoint = read_state_dict(path)
+    upgrade = getattr(model, "upgrade_state_dict", None)  # a model's own legacy key names
+    if upgrade is not None:
+        checkpoint = upgrade(checkpoint)
     own = model.state_dict()
     head = _head_prefixes(model) if drop_head else []
     skipped_head = [k for k in checkpoint if any(k.startswith(p) for p in head)]

@@ -17,7 +17,7 @@ from test_pages import browser as browser  # the module-scoped fixture, shared
 
 from cnnzoo import compare
 from cnnzoo.train import load_run, make_config
-from cnnzoo.train.metrics import METRIC_COLUMNS, append_metrics
+from cnnzoo.train.metrics import METRIC_COLUMNS, write_metrics
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -39,10 +39,12 @@ def run_folder(tmp_path: Path) -> Iterator[Path]:
     (folder / "config.json").write_text(
         json.dumps(make_config("lenet5", epochs=3).to_dict()), encoding="utf-8"
     )
+    rows = []
     for epoch in (1, 2, 3):
         row: dict[str, float | int] = {k: 1.0 / epoch for k in METRIC_COLUMNS}
         row.update(epoch=epoch, step=10 * epoch, test_accuracy=0.6 + 0.1 * epoch)
-        append_metrics(folder / "metrics.csv", row)
+        rows.append(row)
+    write_metrics(folder / "metrics.csv", rows)
     yield folder
 
 

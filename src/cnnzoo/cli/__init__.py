@@ -34,6 +34,7 @@ from cnnzoo.cli import (
 from cnnzoo.cli._common import CLIError, OneLineParser
 from cnnzoo.data.download import DownloadError
 from cnnzoo.data.limits import LIMITS
+from cnnzoo.export import ExportError
 
 __all__ = ["main"]
 
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except MissingExtraError as error:  # this installation lacks an optional extra
+    except (MissingExtraError, ExportError) as error:  # this installation / the exporter
         if debug:
             raise
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)

@@ -12,6 +12,7 @@ arguments, initialisation and function, so torchvision checkpoints load with ``s
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -23,6 +24,12 @@ from torch import Tensor, nn
 
 from cnnzoo.models.base import ClassifierModel, FeatureInfo
 from cnnzoo.registry import Paper, register_model
+
+# torchvision's DenseNet files were saved as ``denselayerN.norm.1.weight``; its modules are named
+# ``norm1`` since (torchvision's own loader renames them the same way).
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 __all__ = ["DENSENETS", "HUANG2017", "DenseNet", "DenseNetSpec"]
 
@@ -145,10 +152,25 @@ class DenseNet(ClassifierModel):
     """torchvision's DenseNet-BC: a stem, dense blocks joined by transitions, BN, ReLU, global
     average pool, one linear ``classifier``.
 
+    ``DenseNet.upgrade_state_dict`` reads torchvision's published files, whose keys predate its
+    module names; ``cnnzoo.load_weights`` applies it to any file loaded into a DenseNet.
+
     ``cifar_stem=True`` gives the paper's CIFAR stem instead of the ImageNet one: a single 3x3
     conv (``2 * growth_rate`` channels in DenseNet-BC) with no BN, ReLU or pooling before the
     first block (sec. 3, "Implementation Details").
     """
+
+    @staticmethod
+    def upgrade_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``norm.1`` -> ``norm1`` in a torchvision DenseNet file (keeps ``_metadata``)."""
+        renamed: dict[str, Tensor] = type(state)()
+        for key, value in state.items():
+            match = _LEGACY_KEY.match(key)
+            renamed[match.group(1) + match.group(2) if match else key] = value
+        metadata = getattr(state, "_metadata", None)
+        if metadata is not None:
+            renamed._metadata = metadata  # type: ignore[attr-defined]
+        return renamed
 
     def __init__(
         self,

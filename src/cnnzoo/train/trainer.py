@@ -163,6 +163,9 @@ def prepare(
     # Pretrained weights only for a new run: a resumed one loads its own checkpoint.
     weights = config.weights if checkpoint is None else None
     model = create_model(config.model, weights=weights, **model_kwargs).to(device)
+    built_with = getattr(model, "pretrained_kwargs", None)
+    if built_with:  # e.g. googlenet's weights: transform_input on, aux heads dropped
+        config = dataclasses.replace(config, model_kwargs={**model_kwargs, **built_with})
     if config.freeze is not None:
         freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
