@@ -10,7 +10,7 @@ DEV := $(VENV)/.installed-dev
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test lint typecheck unit docs clean
+.PHONY: demo test test-heavy lint typecheck unit docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ typecheck: $(DEV)
 	$(BIN)/mypy
 
 unit: $(DEV)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not heavy"
+
+# The receptive-field probe over the big and deep models (hours on 2 cores).
+test-heavy: $(DEV)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m heavy
 
 docs: $(RUNTIME)
 	$(BIN)/python -m cnnzoo.docs README.md

@@ -238,14 +238,24 @@ def uneven_size(name: str) -> tuple[int, ...] | None:
     raise AssertionError(f"{name}: no input size makes its adaptive pooling uneven")
 
 
-# The deep CIFAR ResNets repeat resnet20..56's blocks (hundreds of rows: 23 s for resnet110).
-DEEP = {"resnet110", "resnet1202"}
+# The deep CIFAR nets repeat the blocks of their shallow siblings (hundreds of rows: 23 s for
+# resnet110, ~45 min for resnet1202 on one thread).
+DEEP = {
+    "resnet110",
+    "resnet1202",
+    "preact_resnet110",
+    "preact_resnet164",
+    "preact_resnet1001",
+    "densenet_bc_100_k12",
+}
 # One VGG probes uneven adaptive pooling in the quick run; the family shares the pool.
 UNEVEN_QUICK = {"vgg11"}
 
 
 def _slow_unless(quick: bool, name: str) -> Any:
-    return name if quick else pytest.param(name, marks=pytest.mark.slow)
+    # Probing every row of a big or deep model costs minutes to most of an hour on this CPU:
+    # `make test-heavy` runs those; `make test` the rest (every family is probed there).
+    return name if quick else pytest.param(name, marks=pytest.mark.heavy)
 
 
 @pytest.mark.parametrize(
