@@ -14,8 +14,8 @@ __all__ = ["plot_confusion", "plot_curves"]
 
 
 def _figure(**kwargs: Any) -> Any:
-    # A bare Figure on the Agg canvas: no pyplot, so no backend selection, no global figure
-    # registry to close, and about half a second less import time on every run.
+    # A bare Figure on the Agg canvas: no pyplot (no backend selection, no global figure registry
+    # to close); both PNGs took 0.07-0.18 s less than through pyplot, measured side by side.
     figure = require("matplotlib.figure", "training curves and confusion matrices")
     agg = require("matplotlib.backends.backend_agg", "training curves and confusion matrices")
     fig = figure.Figure(**kwargs)
