@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -20,11 +21,12 @@ def _eager(method: _F) -> _F:
     """``method`` without torch's dynamo wrappers. ``torch.optim`` wraps ``add_param_group``,
     ``zero_grad``, ``state_dict``, ``load_state_dict`` (``torch._disable_dynamo``) and ``step``
     (a grad-mode helper with graph breaks); both import ``torch._dynamo`` on first call, which
-    takes about as long as ``import torch`` and is most of a short run's start-up. The wrappers
-    only matter under ``torch.compile``, which the trainer does not use; ``functools.wraps``
-    keeps the plain function as ``__wrapped__`` (if a torch version drops it, the wrapped
-    method is used and only the start-up cost comes back)."""
-    return getattr(method, "__wrapped__", method)
+    takes about as long as ``import torch`` (half a short run's start-up). The wrappers only
+    matter under ``torch.compile``, which the trainer does not use. ``functools.wraps`` keeps
+    the plain function as ``__wrapped__``; unwrapping the whole chain also goes past the
+    profiler hook torch puts on ``step`` once a class has an instance (the subclass gets its
+    own). If a torch version drops ``__wrapped__``, only the start-up cost comes back."""
+    return cast(_F, inspect.unwrap(method))
 
 
 def _without_dynamo(cls: type[_O]) -> type[_O]:
