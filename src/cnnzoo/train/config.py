@@ -99,12 +99,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # a point, and shift augmentation hurts (the UCI digits are centred and size-normalised).
     # Issue 15, batch 64 unless said: 10 epochs (220 steps) at lr 0.01 with an EMA of 0.995
     # reached 97.75/97.46/96.90% (mean 97.37); 20 epochs at 0.005 with 0.998, 97.46/98.03/96.90
-    # (mean 97.46) in twice the steps. Shorter failed the 97% mean / 96.5% floor: 12 epochs at
-    # 0.008 mean 97.00 (min 96.62), 8 epochs at 0.01-0.012 mean 96.62-96.90 (min 95.77-96.34),
-    # 6 at 0.012 mean 96.53; batch 32 for 8 epochs mean 96.71; batch 128 for 12-30 epochs mean
-    # 96.06-97.00 (min 95.21-96.62). The EMA's decay follows the run's length (0.995: a horizon
-    # of about 200 steps). One thread: the model is too small to share between cores (on the
-    # shared 2-core machine, 2 threads were 8x slower a step than 1 under load; see the README).
+    # (mean 97.46) in twice the steps; 12 epochs at 0.008 only just held the 97% mean / 96.5%
+    # floor (mean 97.00, min 96.62). Shorter failed: 8 epochs at 0.01-0.012 mean 96.62-96.90
+    # (min 95.77-96.34), 6 at 0.012 mean 96.53; batch 32 for 8 epochs mean 96.71; batch 128 for
+    # 12-30 epochs mean 96.06-97.00 (min 95.21-96.62). The EMA's decay follows the run's length
+    # (0.995: a horizon of about 200 steps). One thread: the model is too small to share between
+    # cores (on the shared 2-core machine, 2 threads were 8x slower a step than 1 under load).
     "lenet5-mnist": {
         "epochs": 10,
         "batch_size": 64,
