@@ -126,7 +126,7 @@ def test_bad_arguments_exit_2_in_one_line(args: list[str], message: str) -> None
 
 
 def test_lenet5_three_epochs_reach_90_percent(tmp_path: Path) -> None:
-    """Issue 12: the default recipe's EMA (decay 0.998) warms up, so a short run reports a
+    """Issue 12: the default recipe's EMA (decay 0.995) warms up, so a short run reports a
     model that has learnt (without the warm-up: 56%, while the raw weights were at 94%)."""
     out = tmp_path / "run"
     assert main(["train", "lenet5", "--epochs", "3", "--out", str(out), "-q"]) == 0
@@ -134,6 +134,21 @@ def test_lenet5_three_epochs_reach_90_percent(tmp_path: Path) -> None:
 
     final = json.loads((out / "final.json").read_text())
     assert final["evaluated"] == "ema" and final["test_accuracy"] >= 0.90
+
+
+@pytest.mark.slow
+def test_the_demo_reaches_issue_15s_accuracy(tmp_path: Path) -> None:
+    """Issue 15 item 1: `cnnzoo train lenet5` (the README demo, default recipe) keeps a mean of
+    at least 97% over seeds 0, 1, 2 with none below 96.5%; the recipe measured 97.75 / 97.46 /
+    96.90 (see config.py)."""
+    import json
+
+    accuracies = []
+    for seed in (0, 1, 2):
+        out = tmp_path / f"seed{seed}"
+        assert main(["train", "lenet5", "--seed", str(seed), "--out", str(out), "-q"]) == 0
+        accuracies.append(json.loads((out / "final.json").read_text())["test_accuracy"])
+    assert sum(accuracies) / 3 >= 0.97 and min(accuracies) >= 0.965, accuracies
 
 
 def test_run_directory_mistakes_exit_2_in_one_line(
@@ -229,7 +244,8 @@ def _signal_rank_after_epoch_1(out: Path, rank: int, signum: int) -> tuple[int, 
 def test_torchrun_two_process_gloo(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     result = subprocess.run(
-        _torchrun("train", "lenet5", "--epochs", "3", "--out", str(out), "-q"),
+        # 2 ranks halve the steps (33 for 3 epochs): the recipe's lr 0.01 is for its 220-step run
+        _torchrun("train", "lenet5", "--epochs", "3", "--lr", "0.005", "--out", str(out), "-q"),
         capture_output=True,
         text=True,
         timeout=600,
