@@ -41,7 +41,16 @@ def test_checkpoint_to_torchscript_keeps_its_weights(
     model = create_model("lenet5_modern", num_classes=3, in_channels=2)
     checkpoint = tmp_path / "run.pt"
     config = {"model": "lenet5_modern", "model_kwargs": {"num_classes": 3, "in_channels": 2}}
-    torch.save({"model": model.state_dict(), "config": config}, checkpoint)
+    data = {  # what the trainer records of its data (checkpoints must carry it, #13)
+        "name": "shapes",
+        "classes": ["a", "b", "c"],
+        "mean": [0.5, 0.5],
+        "std": [0.25, 0.25],
+        "image_size": [2, 32, 32],
+        "train_images": 30,
+        "test_images": 9,
+    }
+    torch.save({"model": model.state_dict(), "config": config, "data": data}, checkpoint)
     output = tmp_path / "lenet.ts"  # the suffix picks the format
     code, out, err = _export(capsys, str(checkpoint), "-o", str(output))
     assert code == 0, err
