@@ -35,12 +35,14 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(BIN)/mypy
 
+# Two workers on two cores, one thread each: the processes tests start (forked trainers,
+# torchrun ranks) inherit it, and a fork after a multi-threaded OpenMP region can hang the child.
 unit: $(DEV)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not heavy"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not heavy"
 
 # The receptive-field probe over the big and deep models (hours on 2 cores).
 test-heavy: $(DEV)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m heavy
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m heavy
 
 docs: $(RUNTIME)
 	$(BIN)/python -m cnnzoo.docs README.md

@@ -30,6 +30,7 @@ def require(module: str, feature: str) -> ModuleType:
     """Import ``module`` (e.g. ``"matplotlib.figure"``) or raise a one-line MissingExtraError."""
     top = module.partition(".")[0]
     try:
+        importlib.import_module(top)  # the package itself first: a submodule may be cached
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
         if error.name is None or error.name.partition(".")[0] != top:
