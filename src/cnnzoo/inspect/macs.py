@@ -18,12 +18,13 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from cnnzoo.inspect.ops import _CONVOLUTIONS, _arg, _first_tensor, _name, _numel
+from cnnzoo.inspect.ops import _CONVOLUTIONS, _REDUCTIONS, _arg, _first_tensor, _name, _numel
 
 # Ops that are free under the convention (no weight multiply-accumulates): norms, pooling,
 # reductions, copies, joins, shape changes, creation. Pointwise ops (activations, residual adds,
 # bias adds, scaling) and views are recognised by their aten tags instead.
 _FREE = {
+    *_REDUCTIONS,  # the reductions geometry knows too (ops.py): one list
     "native_batch_norm",
     "_native_batch_norm_legit",
     "_native_batch_norm_legit_no_training",
@@ -37,34 +38,12 @@ _FREE = {
     "instance_norm",
     "rms_norm",
     "_fused_rms_norm",
-    "mean",
-    "sum",
-    "nansum",
-    "nanmean",
-    "amax",
-    "amin",
-    "max",
-    "min",
-    "aminmax",
-    "var",
-    "std",
-    "var_mean",
-    "std_mean",
-    "prod",
-    "norm",
-    "linalg_vector_norm",
-    "logsumexp",
     "softmax",
     "_softmax",
     "_safe_softmax",
     "log_softmax",
     "_log_softmax",
     "cumsum",
-    "argmax",
-    "argmin",
-    "any",
-    "all",
-    "count_nonzero",
     "sort",
     "topk",
     "clone",
