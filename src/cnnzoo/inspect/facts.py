@@ -43,11 +43,13 @@ def _numbers(values: Sequence[float] | None) -> Numbers | None:
     return None if values is None else [_number(v) for v in values]
 
 
-def _windows(geo: Geo, sizes: Sequence[int]) -> tuple[tuple[tuple[int, int], ...], ...] | None:
-    windows = geo.windows([float(s) for s in sizes])
-    if windows is None:
-        return None
-    return tuple(tuple((round(lo), round(hi)) for lo, hi in axis) for axis in windows)
+def _pixels(intervals: Sequence[tuple[float, float]]) -> tuple[tuple[int, int], ...]:
+    return tuple((round(low), round(high)) for low, high in intervals)
+
+
+def _windows(geo: Geo) -> tuple[tuple[tuple[int, int], ...], ...] | None:
+    windows = geo.windows()
+    return None if windows is None else tuple(_pixels(axis) for axis in windows)
 
 
 def rows_of(tracer: Tracer) -> list[LayerRow]:
@@ -85,7 +87,8 @@ def rows_of(tracer: Tracer) -> list[LayerRow]:
                 jump=None if geo is None else _numbers(geo.jump),
                 rf_start=None if geo is None else _numbers(geo.start),
                 rf_uneven=geo is not None and geo.uneven,
-                rf_windows=None if geo is None else _windows(geo, tracer.input_sizes),
+                rf_windows=None if geo is None else _windows(geo),
+                rf_reach=None if geo is None else _pixels(geo.reach),
                 output_bytes=call.output_bytes,
                 uncounted_ops=tuple(sorted(op for _, op, _ in call.all_uncounted())),
             )

@@ -44,6 +44,7 @@ from cnnzoo.inspect.ops import (
 )
 
 Axes = tuple[float, ...]
+Intervals = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,17 @@ class Geo:
     ``rf``: input pixels one unit sees; ``span``: input pixels all units together see;
     ``jump``: input pixels between neighbouring units (None once the grid is gone: flattened,
     reshaped or mixed across positions); ``start``: centre of unit 0's window, in input pixel
-    coordinates (None with ``jump``).
+    coordinates (None with ``jump``); ``reach``: per axis, the first and last input pixel any
+    unit actually reads. ``rf`` and ``span`` are nominal (the usual recurrence, counting padding
+    and the positions a ceil-mode window hangs past its input); a unit reads its nominal window
+    clipped to ``reach``.
     """
 
     rf: Axes
     span: Axes
     jump: Axes | None
     start: Axes | None
+    reach: Intervals
     # A non-uniform grid (jump and start None): per axis, the (first, last) input pixel of
     # every unit's window. ``rf`` is then the widest window.
     units: tuple[Intervals, ...] | None = None
@@ -72,18 +77,15 @@ class Geo:
     def uneven(self) -> bool:
         return self.units is not None
 
-    def windows(self, sizes: Sequence[float]) -> tuple[Intervals, ...] | None:
-        """Every unit's window (first, last input pixel) per axis, clipped to an input of
-        ``sizes`` pixels: what the units of a non-uniform grid actually read. None if uniform."""
+    def windows(self) -> tuple[Intervals, ...] | None:
+        """Every unit's window (first, last input pixel) per axis, clipped to ``reach``: what
+        the units of a non-uniform grid actually read. None if uniform."""
         if self.units is None:
             return None
         return tuple(
-            tuple((max(low, 0.0), min(high, size - 1)) for low, high in axis)
-            for axis, size in zip(self.units, sizes, strict=True)
+            tuple((max(low, lo), min(high, hi)) for low, high in axis)
+            for axis, (lo, hi) in zip(self.units, self.reach, strict=True)
         )
-
-
-Intervals = tuple[tuple[float, float], ...]
 
 # Functions that mix channels, never positions: an output unit sees what the same position of
 # the input saw. Their aten ops (a 3-d average pool over a view that merges H and W) would
@@ -103,9 +105,10 @@ def _intervals(geo: Geo, sizes: Sequence[int]) -> tuple[Intervals, ...] | None:
     )
 
 
-def _from_intervals(units: Sequence[Intervals], single_jump: Axes) -> Geo:
-    """The geometry of a grid given every unit's window: uniform when the windows have one
-    width and one spacing (``single_jump`` for axes of one unit), else non-uniform."""
+def _from_intervals(units: Sequence[Intervals], single_jump: Axes, bound: Intervals) -> Geo:
+    """The geometry of a grid given every unit's (nominal) window: uniform when the windows have
+    one width and one spacing (``single_jump`` for axes of one unit), else non-uniform. What the
+    units read is clipped to ``bound``, the reach of their input."""
     rf, jump, start = [], [], []
     even = True
     for axis, windows in enumerate(units):
@@ -118,9 +121,17 @@ def _from_intervals(units: Sequence[Intervals], single_jump: Axes) -> Geo:
     lows = [min(low for low, _ in w) for w in units]
     highs = [max(high for _, high in w) for w in units]
     span = tuple(h - lo + 1 for lo, h in zip(lows, highs, strict=True))
+    reach = _clip(tuple(zip(lows, highs, strict=True)), bound)
     if even:
-        return Geo(rf=tuple(rf), span=span, jump=tuple(jump), start=tuple(start))
-    return Geo(rf=tuple(rf), span=span, jump=None, start=None, units=tuple(units))
+        return Geo(rf=tuple(rf), span=span, jump=tuple(jump), start=tuple(start), reach=reach)
+    return Geo(rf=tuple(rf), span=span, jump=None, start=None, reach=reach, units=tuple(units))
+
+
+def _clip(extent: Intervals, bound: Intervals) -> Intervals:
+    """The part of each axis' (first, last) ``extent`` inside ``bound``."""
+    return tuple(
+        (max(low, lo), min(high, hi)) for (low, high), (lo, hi) in zip(extent, bound, strict=True)
+    )
 
 
 def input_geo(shape: Sequence[int]) -> Geo:
@@ -128,21 +139,33 @@ def input_geo(shape: Sequence[int]) -> Geo:
     (N, F) vectors have none (the data path is still followed, the receptive field is empty)."""
     sizes = tuple(float(s) for s in shape[2:])
     ones = tuple(1.0 for _ in sizes)
-    return Geo(rf=ones, span=sizes, jump=ones, start=tuple(0.0 for _ in sizes))
+    reach = tuple((0.0, s - 1) for s in sizes)
+    return Geo(rf=ones, span=sizes, jump=ones, start=tuple(0.0 for _ in sizes), reach=reach)
 
 
-def _grid(rf: Axes, jump: Axes, start: Axes, sizes: Sequence[int]) -> Geo:
+def _grid(rf: Axes, jump: Axes, start: Axes, sizes: Sequence[int], bound: Intervals) -> Geo:
+    """A uniform grid of ``sizes`` units; they read their nominal windows within ``bound``."""
     span = tuple(r + (n - 1) * j for r, n, j in zip(rf, sizes, jump, strict=True))
-    return Geo(rf=rf, span=span, jump=jump, start=start)
+    extent = tuple(
+        (c - (r - 1) / 2, c - (r - 1) / 2 + s - 1) for r, c, s in zip(rf, start, span, strict=True)
+    )
+    return Geo(rf=rf, span=span, jump=jump, start=start, reach=_clip(extent, bound))
 
 
-def _flat(rf: Axes, span: Axes) -> Geo:
-    return Geo(rf=rf, span=span, jump=None, start=None)
+def _flat(rf: Axes, span: Axes, reach: Intervals) -> Geo:
+    return Geo(rf=rf, span=span, jump=None, start=None, reach=reach)
 
 
 def _global(geo: Geo) -> Geo:
     """Every output unit sees everything the input saw."""
-    return _flat(geo.span, geo.span)
+    return _flat(geo.span, geo.span, geo.reach)
+
+
+def _joined_reach(geos: Sequence[Geo]) -> Intervals:
+    return tuple(
+        (min(g.reach[a][0] for g in geos), max(g.reach[a][1] for g in geos))
+        for a in range(geos[0].axes)
+    )
 
 
 # ---- geometry propagation -----------------------------------------------------------------------
@@ -173,7 +196,7 @@ def _through_window_uneven(geo: Geo, window: Window, out: Tensor) -> Geo:
                 return _global(geo)
             seen.append((min(lo for lo, _ in inside), max(hi for _, hi in inside)))
         units.append(tuple(seen))
-    return _from_intervals(units, tuple(float(len(w)) for w in geo.units))
+    return _from_intervals(units, tuple(float(len(w)) for w in geo.units), geo.reach)
 
 
 def _through_window(geo: Geo, window: Window, out: Tensor) -> Geo:
@@ -199,7 +222,7 @@ def _through_window(geo: Geo, window: Window, out: Tensor) -> Geo:
             start[axis] = start[axis] + ((span - 1) / 2 - padding) * jump[axis]
             rf[axis] = rf[axis] + (span - 1) * jump[axis]
             jump[axis] = jump[axis] * stride
-    return _grid(tuple(rf), tuple(jump), tuple(start), _spatial_sizes(out, geo.axes))
+    return _grid(tuple(rf), tuple(jump), tuple(start), _spatial_sizes(out, geo.axes), geo.reach)
 
 
 def adaptive_windows(n: int, o: int) -> list[tuple[int, int]]:
@@ -226,7 +249,7 @@ def _through_adaptive(geo: Geo, source: Tensor, out: Tensor) -> Geo:
     single = tuple(
         (geo.jump[a] if geo.jump is not None else 1.0) * n for a, n in enumerate(sizes_in)
     )
-    return _from_intervals(units, single)
+    return _from_intervals(units, single, geo.reach)
 
 
 def _through_reduction(geo: Geo, source: Tensor, out: Tensor, dims: set[int] | None) -> Geo:
@@ -237,7 +260,7 @@ def _through_reduction(geo: Geo, source: Tensor, out: Tensor, dims: set[int] | N
     if not spatial_reduced:
         # Only channels (or batch) reduced: the grid is intact if the spatial dims stay last.
         same = _spatial_sizes(out, geo.axes) == _spatial_sizes(source, geo.axes)
-        return geo if same else _flat(geo.rf, geo.span)
+        return geo if same else _flat(geo.rf, geo.span, geo.reach)
     if geo.jump is None or geo.start is None:
         return _global(geo)
     rf, jump, start = list(geo.rf), list(geo.jump), list(geo.start)
@@ -250,8 +273,9 @@ def _through_reduction(geo: Geo, source: Tensor, out: Tensor, dims: set[int] | N
             jump[axis] *= n
     kept = tuple(1 if first_spatial + a in spatial_reduced else s for a, s in enumerate(sizes))
     if out.dim() == source.dim() and _spatial_sizes(out, geo.axes) == kept:
-        return _grid(tuple(rf), tuple(jump), tuple(start), kept)  # keepdim: a 1-wide grid
-    return _flat(tuple(rf), _grid(tuple(rf), tuple(jump), tuple(start), kept).span)
+        return _grid(tuple(rf), tuple(jump), tuple(start), kept, geo.reach)  # keepdim: 1-wide
+    reduced_grid = _grid(tuple(rf), tuple(jump), tuple(start), kept, geo.reach)
+    return _flat(tuple(rf), reduced_grid.span, reduced_grid.reach)
 
 
 def _union(geos: Sequence[Geo], out: Tensor) -> Geo:
@@ -276,7 +300,7 @@ def _union(geos: Sequence[Geo], out: Tensor) -> Geo:
     if not grids:
         rf = tuple(max(g.rf[a] for g in geos) for a in range(axes))
         span = tuple(max(g.span[a] for g in geos) for a in range(axes))
-        return _flat(rf, span)
+        return _flat(rf, span, _joined_reach(geos))
     rf_list, start_list = [], []
     for a in range(axes):
         low = min(g.start[a] - (g.rf[a] - 1) / 2 for g in grids)  # type: ignore[index]
@@ -285,7 +309,7 @@ def _union(geos: Sequence[Geo], out: Tensor) -> Geo:
         rf_list.append(max(high - low + 1, others))
         start_list.append((low + high) / 2)
     jump = tuple(max(g.jump[a] for g in grids) for a in range(axes))  # type: ignore[index]
-    return _grid(tuple(rf_list), jump, tuple(start_list), sizes)
+    return _grid(tuple(rf_list), jump, tuple(start_list), sizes, _joined_reach(geos))
 
 
 def _union_uneven(geos: Sequence[Geo], sizes: tuple[int, ...]) -> Geo:
@@ -294,7 +318,7 @@ def _union_uneven(geos: Sequence[Geo], sizes: tuple[int, ...]) -> Geo:
     per_input = [_intervals(g, sizes) for g in geos]
     if any(u is None or tuple(len(w) for w in u) != sizes for u in per_input):
         rf = tuple(max(g.span[a] for g in geos) for a in range(len(sizes)))
-        return _flat(rf, rf)
+        return _flat(rf, rf, _joined_reach(geos))
     units = tuple(
         tuple(
             (
@@ -305,7 +329,7 @@ def _union_uneven(geos: Sequence[Geo], sizes: tuple[int, ...]) -> Geo:
         )
         for a, n in enumerate(sizes)
     )
-    return _from_intervals(units, tuple(float(n) for n in sizes))
+    return _from_intervals(units, tuple(float(n) for n in sizes), _joined_reach(geos))
 
 
 def _unit_count(geo: Geo) -> Axes:
@@ -328,7 +352,7 @@ def _through_slice(geo: Geo, source: Tensor, out: Tensor, dim: int, begin: Any, 
     jump, start = list(geo.jump), list(geo.start)
     start[axis] += offset * jump[axis]
     jump[axis] *= step
-    return _grid(geo.rf, tuple(jump), tuple(start), _spatial_sizes(out, geo.axes))
+    return _grid(geo.rf, tuple(jump), tuple(start), _spatial_sizes(out, geo.axes), geo.reach)
 
 
 def _through_pad(geo: Geo, out: Tensor, pad: Sequence[int]) -> Geo:
@@ -340,7 +364,7 @@ def _through_pad(geo: Geo, out: Tensor, pad: Sequence[int]) -> Geo:
     for a in range(min(geo.axes, len(pad) // 2)):
         axis = geo.axes - 1 - a
         start[axis] -= int(pad[2 * a]) * geo.jump[axis]
-    return _grid(geo.rf, geo.jump, tuple(start), _spatial_sizes(out, geo.axes))
+    return _grid(geo.rf, geo.jump, tuple(start), _spatial_sizes(out, geo.axes), geo.reach)
 
 
 _UPSAMPLE = re.compile(r"^_?upsample_(nearest|bilinear|linear|trilinear|bicubic)")
@@ -358,7 +382,7 @@ def _through_upsample(geo: Geo, source: Tensor, out: Tensor, mode: str) -> Geo:
     for axis, (n, o) in enumerate(zip(sizes_in, sizes_out, strict=True)):
         rf[axis] += reach * jump[axis]
         jump[axis] *= n / o
-    return _grid(tuple(rf), tuple(jump), geo.start, sizes_out)
+    return _grid(tuple(rf), tuple(jump), geo.start, sizes_out, geo.reach)
 
 
 def propagate(
@@ -390,10 +414,8 @@ def propagate(
     if name in _CONTRACTIONS or name.startswith("_scaled_dot_product"):
         # A matrix product mixes whole rows: without knowing which dims hold positions, every
         # output unit is taken to see everything its operands saw (an upper bound).
-        return _flat(
-            tuple(max(g.span[a] for _, g in inputs) for a in range(geo.axes)),
-            tuple(max(g.span[a] for _, g in inputs) for a in range(geo.axes)),
-        )
+        seen = tuple(max(g.span[a] for _, g in inputs) for a in range(geo.axes))
+        return _flat(seen, seen, _joined_reach([g for _, g in inputs if g.axes == geo.axes]))
     if name == "slice":
         dim = int(_arg(func, args, kwargs, "dim") or 0) % source.dim()
         step = int(_arg(func, args, kwargs, "step") or 1)
@@ -413,7 +435,7 @@ def propagate(
     if known and (name in _REARRANGE or func.is_view):
         rf = tuple(max(g.rf[a] for _, g in inputs) for a in range(geo.axes))
         span = tuple(max(g.span[a] for _, g in inputs) for a in range(geo.axes))
-        return _flat(rf, span)
+        return _flat(rf, span, _joined_reach([g for _, g in inputs if g.axes == geo.axes]))
     # Anything else (an op we know nothing about, or a free op that changes the shape in ways
     # not modelled here) may mix positions: assume it does (an upper bound).
     return _global(geo)

@@ -37,7 +37,9 @@ class LayerRow:
     ``rf_start`` the centre of output unit (0, 0)'s window in input pixel coordinates.
     ``rf_uneven`` marks a non-uniform grid (an adaptive pool whose windows differ in width or
     spacing, torch's rule): ``receptive_field`` is then the widest window, and no single
-    ``jump`` or ``rf_start`` exists (both None).
+    ``jump`` or ``rf_start`` exists (both None). ``rf_reach`` is, per spatial axis, the first and
+    last input pixel any unit reads: ``receptive_field`` is nominal (it counts padding, and the
+    positions a ceil-mode window hangs past its input), a unit reads its window clipped to it.
     """
 
     name: str  # dotted path as in named_modules() ("" is the model); "parent.op" for functions
@@ -65,6 +67,7 @@ class LayerRow:
     # With rf_uneven: per spatial axis, every unit's (first, last) input pixel, clipped to the
     # input: the exact region each unit reads.
     rf_windows: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    rf_reach: tuple[tuple[int, int], ...] | None = None  # see the class docstring
 
     @property
     def flops(self) -> int:
@@ -79,6 +82,8 @@ class LayerRow:
         data["uncounted_ops"] = list(self.uncounted_ops)
         if self.rf_windows is not None:
             data["rf_windows"] = [[list(w) for w in axis] for axis in self.rf_windows]
+        if self.rf_reach is not None:
+            data["rf_reach"] = [list(axis) for axis in self.rf_reach]
         data["flops"] = self.flops
         return data
 
