@@ -10,7 +10,7 @@ DEV := $(VENV)/.installed-dev
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-heavy lint typecheck unit docs clean
+.PHONY: demo test lint typecheck unit docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,7 @@ typecheck: $(DEV)
 # Two workers on two cores, one thread each: the processes tests start (forked trainers,
 # torchrun ranks) inherit it, and a fork after a multi-threaded OpenMP region can hang the child.
 unit: $(DEV)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not heavy"
-
-# The receptive-field probe over the big and deep models (hours on 2 cores).
-test-heavy: $(DEV)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m heavy
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 docs: $(RUNTIME)
 	$(BIN)/python -m cnnzoo.docs README.md

@@ -185,8 +185,6 @@ KNOWN_TRUNCATION = {"squeezenet1_0": "features.0", "squeezenet1_1": "features.0"
 
 @pytest.mark.parametrize("name", cnnzoo.list_models())
 def test_no_registered_model_drops_input_at_its_default_size(name: str) -> None:
-    if name == "resnet1202":
-        pytest.skip("the same blocks as resnet20, 200 times (slow to trace)")
     issues = check_geometry(name)
     if name in KNOWN_TRUNCATION:
         assert [(i.name, i.dropped) for i in issues] == [(KNOWN_TRUNCATION[name], (1, 1))]

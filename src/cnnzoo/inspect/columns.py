@@ -76,6 +76,13 @@ class Column:
     value: Callable[[LayerRow], Any]
 
 
+def _reach(row: LayerRow) -> str:
+    """First-last input pixel the row's units read, per axis ("0-222x0-222")."""
+    if row.rf_reach is None:
+        return ""
+    return "x".join(f"{first}-{last}" for first, last in row.rf_reach)
+
+
 def _list_value(values: Sequence[int | float] | None) -> str:
     return "" if values is None else _dims(values)
 
@@ -163,6 +170,7 @@ COLUMNS: dict[str, Column] = {
             lambda r: UNEVEN if r.rf_uneven else _dims(r.rf_start),
             lambda r: UNEVEN if r.rf_uneven else _list_value(r.rf_start),
         ),
+        Column("rf_reach", "pixels read", True, lambda r: _reach(r), lambda r: _reach(r)),
         Column(
             "memory",
             "output bytes",
