@@ -87,6 +87,7 @@ class Geo:
             for axis, (lo, hi) in zip(self.units, self.reach, strict=True)
         )
 
+
 # Functions that mix channels, never positions: an output unit sees what the same position of
 # the input saw. Their aten ops (a 3-d average pool over a view that merges H and W) would
 # otherwise read as mixing positions. Keyed by name: torch.nn.functional's objects.
