@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from cnnzoo import LayerTable, summary
+from cnnzoo import LayerTable, list_models, summary
 from cnnzoo.inspect.collect import build_meta, meta_copy
 from cnnzoo.inspect.shapes import shape_only
 
@@ -493,3 +493,17 @@ def test_first_call_does_not_import_torch_dynamo() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False False"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_module_row_sits_under_its_parents_row(name: str) -> None:
+    # A model that calls a slice of a container (``self.classifier[:-1](x)``) runs its children
+    # without the container: the table would show them one level too high, without their parent.
+    rows = summary(name).all_rows
+    names = {row.name for row in rows}
+    orphans = [
+        row.name
+        for row in rows
+        if row.kind == "module" and row.name and row.name.rpartition(".")[0] not in names
+    ]
+    assert orphans == []

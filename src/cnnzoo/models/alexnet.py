@@ -91,8 +91,8 @@ class AlexNet(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
+        # The whole classifier is called for logits, so that tables show it as one module.
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]
@@ -201,8 +201,8 @@ class AlexNetOriginal(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(x, 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
+        # The whole classifier is called for logits, so that tables show it as one module.
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]  # fc8
@@ -286,8 +286,8 @@ class ZFNet(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
+        # The whole classifier is called for logits, so that tables show it as one module.
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]  # fc8

@@ -332,10 +332,11 @@ class MobileNetV2(ClassifierModel):
         return features
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.classifier[0](torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)
         if pre_logits:
-            return x
-        logits: Tensor = self.classifier[1](x)
+            return self.classifier[0](x)  # type: ignore[no-any-return]
+        # The whole classifier is called for logits, so that tables show it as one module.
+        logits: Tensor = self.classifier(x)
         return logits
 
     def get_classifier(self) -> nn.Module:

@@ -162,10 +162,10 @@ class SqueezeNet(ClassifierModel):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """``pre_logits`` gives the dropped-out feature map conv10 reads: the classifier here is
         a 1x1 conv applied before the global pool, so there is no pooled vector before it."""
-        x = self.classifier[0](x)
         if pre_logits:
-            return x
-        return torch.flatten(self.classifier[1:](x), 1)
+            return self.classifier[0](x)  # type: ignore[no-any-return]
+        # The whole classifier is called for logits, so that tables show it as one module.
+        return torch.flatten(self.classifier(x), 1)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[1]
