@@ -41,7 +41,7 @@ from cnnzoo.train.metrics import confusion_matrix
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
 from cnnzoo.train.schedule import Schedule
-from cnnzoo.train.signals import stop_on_signals
+from cnnzoo.train.signals import stop_asked, stop_on_signals
 from cnnzoo.train.threads import default_threads
 
 __all__ = [
@@ -284,11 +284,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         progress.update(loader.index, len(y), batch_loss, correct / len(y))
         sums["seconds"] = seconds_before + time.perf_counter() - start
         run.partial = sums
-        asked = run.stop_requested or (
-            run.stop_after_steps is not None and run.step >= run.stop_after_steps
-        )
         # every rank leaves after the same step, whichever rank was asked to stop
-        run.stop_requested = distributed.any_rank(asked, run.dist, run.device)
+        run.stop_requested = distributed.any_rank(stop_asked(run), run.dist, run.device)
         if run.stop_requested or run.step >= run.total_steps:
             break
     progress.clear()
@@ -377,22 +374,26 @@ def fit(
         out,
         checkpoint,
     ):
-        run = prepare(config, out, quiet=quiet, checkpoint=checkpoint)
-        run.stop_after_steps = stop_after_steps
-        try:
+        try:  # prepare joins the process group: every way out of here leaves it
+            run = prepare(config, out, quiet=quiet, checkpoint=checkpoint)
+            run.stop_after_steps = stop_after_steps
             rundir.begin(run, checkpoint, command)
             run.log(f"training {run.config.model} on {run.config.data} -> {out}")
             wall_start = time.perf_counter() - sum(r["seconds"] for r in run.history)
             with stop_on_signals(run), distributed.peers_watched(run.dist, out):
-                _loop(run)
-            if run.stop_requested:
-                raise Interrupted(out / "last.pt")
-            return _finish(run, time.perf_counter() - wall_start)
+                if _loop(run):
+                    run.log(f"stopped; {out / 'last.pt'} written. Resume with:")
+                    run.log(f"  cnnzoo train --resume {out}")
+                    distributed.barrier(run.dist)  # no rank leaves before rank 0 has said so
+                    raise Interrupted(out / "last.pt")
+                return _finish(run, time.perf_counter() - wall_start)
         finally:
-            distributed.teardown(run.dist)
+            distributed.teardown()
 
 
-def _loop(run: Run) -> None:
+def _loop(run: Run) -> bool:
+    """Train and evaluate epoch by epoch; True when the ranks agreed to stop early (last.pt
+    then holds the position)."""
     config, loader = run.config, run.train_loader
     while loader.epoch < config.epochs and run.step < run.total_steps:
         epoch = loader.epoch
@@ -401,7 +402,7 @@ def _loop(run: Run) -> None:
             if run.dist.is_main:
                 rundir.save_position(run)  # mid-epoch: the position says where to pick up
             distributed.barrier(run.dist)
-            return
+            return True
         loader.set_epoch(epoch + 1)
         run.partial = {}
         tests = _evaluate_epoch(run)
@@ -411,7 +412,6 @@ def _loop(run: Run) -> None:
             run.best_accuracy, run.best_epoch = tests["test_accuracy"], epoch + 1
         if run.dist.is_main:
             rundir.commit_epoch(run, improved)
-        distributed.barrier(run.dist)
         raw = f" (EMA; raw weights {tests['raw_test_accuracy']:.2%})" if run.ema is not None else ""
         run.log(
             f"epoch {epoch + 1}/{config.epochs}  step {run.step}  lr {stats['lr']:.4g}  "
@@ -419,8 +419,12 @@ def _loop(run: Run) -> None:
             f"test loss {tests['test_loss']:.4f} acc {tests['test_accuracy']:.2%}{raw}  "
             f"{stats['images_per_second']:,.0f} img/s  {stats['seconds']:.1f}s"
         )
+        # A signal may have come during the evaluation or the writes, on one rank only: the
+        # ranks agree on it here (the vote also waits for rank 0's writes, as a barrier would).
+        run.stop_requested = distributed.any_rank(run.stop_requested, run.dist, run.device)
         if run.stop_requested:
-            return
+            return True
+    return False
 
 
 def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
