@@ -117,6 +117,7 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
         (["train", "lenet5", "--data", "no/such/folder"], "unknown dataset"),
         (["train"], "give a MODEL"),
         (["train", "lenet5", "--nproc-per-node", "0"], "--nproc-per-node must be positive"),
+        (["train", "lenet5", "--nproc-per-node", "3"], "batch size 64 does not split over 3"),
         (["predict", "nowhere.pt", "x.png"], "no checkpoint at nowhere.pt"),
     ],
 )
@@ -202,8 +203,9 @@ def test_sigint_saves_checkpoint_and_exits_130(tmp_path: Path) -> None:
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 needs_torchrun = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed")
-# the book LeNet, 45 steps an epoch on each of 2 ranks: quick, and long enough to stop mid-run
-DDP_SMALL = ["lenet_book", "--epochs", "3", "--batch-size", "16", "--lr", "0.01", "-q"]
+# the book LeNet, 45 steps an epoch (global batch 32, 16 a rank): quick, and long enough to stop
+# mid-run
+DDP_SMALL = ["lenet_book", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "-q"]
 
 
 def _torchrun(*args: str) -> list[str]:
@@ -240,8 +242,8 @@ def _signal_rank_at_step(
 def test_torchrun_two_process_gloo(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     result = subprocess.run(
-        # 2 ranks halve the steps (33 for 3 epochs): the recipe's lr 0.01 is for its 220-step run
-        _torchrun("train", "lenet5", "--epochs", "3", "--lr", "0.005", "--out", str(out), "-q"),
+        # the recipe as it is: its batch is the global batch, so 2 ranks take its 66 steps
+        _torchrun("train", "lenet5", "--epochs", "3", "--out", str(out), "-q"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -251,7 +253,7 @@ def test_torchrun_two_process_gloo(tmp_path: Path) -> None:
     assert len(lines) == 3, "only rank 0 logs"
     checkpoint = torch.load(out / "last.pt", weights_only=True)
     batch = checkpoint["config"]["batch_size"]
-    assert checkpoint["step"] == 3 * (1442 // (batch * 2))  # each rank takes half of each epoch
+    assert checkpoint["step"] == 3 * (1442 // batch)  # each rank takes half of each batch
     model = create_model("lenet5")
     model.load_state_dict(checkpoint["model"])  # no DDP "module." prefix
     import json

@@ -162,6 +162,12 @@ def _launch(args: argparse.Namespace, config: TrainConfig | None) -> int:
 
     if "WORLD_SIZE" in os.environ:
         raise CLIError("--nproc-per-node starts the workers itself; it cannot run under torchrun")
+    nproc = args.nproc_per_node
+    if config is not None and config.batch_size % nproc:  # before any worker starts
+        raise CLIError(
+            f"batch size {config.batch_size} does not split over {nproc} processes (the batch "
+            f"size is the global batch, {nproc} equal shares); use a multiple of {nproc}"
+        )
     out = args.out
     if out is None and config is not None:  # one name for all workers, not one per clock
         out = str(rundir.default_out_dir(config))
@@ -170,10 +176,12 @@ def _launch(args: argparse.Namespace, config: TrainConfig | None) -> int:
         value = getattr(args, name)
         if value is True:
             command.append(flag)
+        elif isinstance(value, tuple | list):  # a size: HxW
+            command += [flag, "x".join(map(str, value))]
         elif value is not None:
             command += [flag, str(value)]
     for flag, value in (("--epochs", args.epochs), ("--out", out), ("--resume", args.resume)):
         if value is not None:
             command += [flag, str(value)]
     command += ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
-    return distributed.launch(args.nproc_per_node, command)
+    return distributed.launch(nproc, command)

@@ -23,20 +23,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
-from cnnzoo.registry import create_model, model_info
+from cnnzoo.data import DeviceLoader, ImageDataset
+from cnnzoo.registry import create_model
 from cnnzoo.surgery import freeze
 from cnnzoo.train import distributed, rundir
 from cnnzoo.train.artifacts import final_summary, write_artifacts
-from cnnzoo.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    data_info,
-    inference_info,
-    restore_checkpoint,
-)
+from cnnzoo.train.checkpoint import CHECKPOINT_FORMAT, restore_checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.ema import EMA
-from cnnzoo.train.loaders import build_loaders, check_splits, resolve_device
+from cnnzoo.train.loaders import build_loaders, load_run_data, resolve_device
 from cnnzoo.train.metrics import confusion_matrix
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
@@ -125,41 +120,9 @@ def prepare(
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
     torch.manual_seed(config.seed)
 
-    info = model_info(config.model)
-    data = config.data or "digits"
-    train_data = load_dataset(data, config.data_dir, "train", seed=config.seed)
-    test_data = load_dataset(data, config.data_dir, "test", seed=config.seed)
-    check_splits(train_data, test_data)
-    # The model is built for the data's channels (no information is thrown away or repeated);
-    # the size is adapted to the model when it cannot take the data's (cnnzoo.data.transforms).
-    channels = train_data.image_size[0]
-    model_kwargs = {**config.model_kwargs, "num_classes": train_data.num_classes}
-    model_kwargs["in_channels"] = channels
-    config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
-    model_input = (channels, info.input_size[1], info.input_size[2])
-    mean, std, policy = train_data.mean, train_data.std, "auto"
-    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
-        from cnnzoo.pretrained import finetune_input
-
-        known = finetune_input(config.model, config.weights, channels)
-        if known is not None:
-            mean, std, model_input = known
-            policy = "model"
-
-    def pipeline(train: bool) -> Pipeline:
-        return build_pipeline(
-            config.augment,
-            mean=mean,
-            std=std,
-            train=train,
-            data_size=train_data.image_size,
-            model_input=model_input,
-            min_size=info.min_size,
-            fixed_size=info.fixed_size,
-            policy=policy,  # type: ignore[arg-type]
-        )
-
-    train_pipeline, test_pipeline = pipeline(True), pipeline(False)
+    data = load_run_data(config)
+    config = data.config
+    model_kwargs = config.model_kwargs
     # Pretrained weights only for a new run: a resumed one loads its own checkpoint.
     weights = config.weights if checkpoint is None else None
     model = create_model(config.model, weights=weights, **model_kwargs).to(device)
@@ -170,9 +133,7 @@ def prepare(
         freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    train_loader, test_loader = build_loaders(
-        config, train_data, test_data, (train_pipeline, test_pipeline), device, dist_info
-    )
+    train_loader, test_loader = build_loaders(config, data, device, dist_info)
     train_model: nn.Module = model
     if config.compile:
         train_model = torch.compile(model)  # type: ignore[assignment]
@@ -191,12 +152,12 @@ def prepare(
         optimizer=build_optimizer(model, config),
         scaler=torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
         schedule=Schedule.from_config(config, len(train_loader)),
-        train_data=train_data,
-        test_data=test_data,
+        train_data=data.train,
+        test_data=data.test,
         train_loader=train_loader,
         test_loader=test_loader,
-        data_info=data_info(train_data, test_data),
-        inference=inference_info(train_data, test_pipeline, mean, std),
+        data_info=data.data_info,
+        inference=data.inference,
         quiet=quiet,
     )
     if checkpoint is not None:
@@ -206,8 +167,8 @@ def prepare(
             f"resuming {run.config.model} at epoch {position['epoch'] + 1}, "
             f"batch {position['index']} (step {run.step})"
         )
-    elif train_pipeline.adaptation is not None and train_pipeline.adaptation.steps:
-        run.log(train_pipeline.adaptation.describe())
+    elif data.train_pipeline.adaptation is not None and data.train_pipeline.adaptation.steps:
+        run.log(data.train_pipeline.adaptation.describe())
     return run
 
 
