@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader, Dataset
 from cnnzoo import create_model, model_info
 from cnnzoo.data import ImageDataset, load_dataset
 from cnnzoo.inference import native_precision
-from cnnzoo.train import TrainConfig, loaders, make_config
+from cnnzoo.train import TrainConfig, loaders, make_config, trainer
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.schedule import Schedule
 from cnnzoo.train.trainer import Run, prepare, train_one_epoch
