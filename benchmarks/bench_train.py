@@ -13,7 +13,7 @@ Every number below comes from this same run.
   ``resnet_cifar`` preset batched), with and without channels_last, in fp32 and, where the device
   computes it natively (or on request), bf16 autocast. The trainer reads data through
   ``load_dataset``; the synthetic set reaches it by patching the name the trainer module looks up
-  (``cnnzoo.train.trainer.load_dataset``) for the duration of ``prepare``.
+  (``cnnzoo.train.loaders.load_dataset``) for the duration of ``prepare``.
 
 Both use the same model, initial weights, optimiser (SGD + Nesterov, no decay on 1-D parameters,
 as the trainer builds it), learning-rate schedule and batch size. Data: random uint8 3x32x32
@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader, Dataset
 from cnnzoo import create_model, model_info
 from cnnzoo.data import ImageDataset, load_dataset
 from cnnzoo.inference import native_precision
-from cnnzoo.train import TrainConfig, make_config, trainer
+from cnnzoo.train import TrainConfig, loaders, make_config, trainer
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.schedule import Schedule
 from cnnzoo.train.trainer import Run, prepare, train_one_epoch
@@ -215,13 +215,13 @@ def tutorial_accuracy(model: nn.Module, loader: DataLoader[tuple[Tensor, int]]) 
 
 
 def trainer_run(config: TrainConfig, train: ImageDataset, test: ImageDataset, out: Path) -> Run:
-    """``prepare(config)`` on in-memory data: the trainer imported ``load_dataset`` by name, so
-    that is the name patched (only while ``prepare`` reads the data)."""
+    """``prepare(config)`` on in-memory data: the run's data module imported ``load_dataset`` by
+    name, so that is the name patched (only while ``prepare`` reads the data)."""
 
     def in_memory(name: Any, data_dir: Any = None, split: str = "train", **_: Any) -> ImageDataset:
         return train if split == "train" else test
 
-    with mock.patch.object(trainer, "load_dataset", in_memory):
+    with mock.patch.object(loaders, "load_dataset", in_memory):
         return prepare(config, out, quiet=True, checkpoint=None)
 
 

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 
 from cnnzoo.train import fit, make_config
 from cnnzoo.train.checkpoint import load_checkpoint
-from cnnzoo.train.rundir import RUN_FILES, locked
+from cnnzoo.train.rundir import EXPORTS, RUN_FILES, locked
 
 # The smallest real run: the book LeNet on the embedded digits, 11 steps an epoch.
 SMALL = make_config("lenet_book", epochs=1, batch_size=128, lr=0.05)
@@ -177,3 +178,44 @@ def test_a_format_1_checkpoint_resumes(tmp_path: Path) -> None:
     assert final["epochs"] == 2
     assert load_checkpoint(out)["format"] == "cnnzoo-checkpoint-2"
     assert load_checkpoint(out)["ema_warmup"] is False  # the run goes on as it began
+
+
+def test_exports_in_the_run_go_when_it_trains_on_or_is_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cnnzoo export RUN` writes RUN/model.onnx: an export of weights the run no longer has
+    must not stay beside it."""
+    out = tmp_path / "run"
+    fit(SMALL, out, quiet=True)
+    for name in EXPORTS:
+        (out / name).write_text("exported from epoch 1")
+    (out / "mine.onnx").write_text("not an export of this run")
+    capsys.readouterr()
+    fit(None, resume=out, epochs=2, quiet=True)
+    assert "removed model.onnx: exported before the run trained on" in capsys.readouterr().err
+    assert not any((out / name).exists() for name in EXPORTS)
+    (out / "model.onnx").write_text("exported from epoch 2")
+    fit(SMALL, out, overwrite=True, quiet=True)
+    assert not (out / "model.onnx").exists() and (out / "mine.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda rng: rng.update(torch=torch.zeros(3, dtype=torch.uint8)),
+        lambda rng: rng.update(python=(3, (1, 2), None)),
+        lambda rng: rng.update(numpy=torch.zeros(5, dtype=torch.int64)),
+        lambda rng: rng.pop("numpy_pos"),
+    ],
+    ids=["torch", "python", "numpy", "missing"],
+)
+def test_a_damaged_random_state_is_refused_in_one_line(
+    tmp_path: Path, damage: Callable[[dict[str, Any]], Any]
+) -> None:
+    out = tmp_path / "run"
+    fit(SMALL, out, quiet=True)
+    checkpoint = torch.load(out / "last.pt", weights_only=True)
+    damage(checkpoint["rng"])
+    torch.save(checkpoint, out / "last.pt")
+    with pytest.raises(ValueError, match=r"random state is damaged .*cannot resume exactly"):
+        fit(None, resume=out, epochs=2, quiet=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cnnzoo.cli._common import CLIError
 from cnnzoo.cli._weights import add_weights_argument
-from cnnzoo.train.config import OPTIMIZERS, PRECISIONS, RECIPES, make_config
+from cnnzoo.train.config import OPTIMIZERS, PRECISIONS, RECIPES, TrainConfig, make_config
 from cnnzoo.train.schedule import SCHEDULES
 
 HELP = "train a model; under torchrun, with DistributedDataParallel"
@@ -97,18 +98,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="continue the run in DIR exactly where it stopped (--epochs N extends it)",
     )
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (DDP; torchrun --standalone in-process)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch, no bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.train.distributed import PeerLost, env_rank
+    from cnnzoo.train.distributed import PeerLost
     from cnnzoo.train.trainer import Interrupted, NonFiniteLossError, fit
 
     if args.resume is None and args.model is None:
         raise CLIError("give a MODEL to train, or --resume DIR to continue a run")
     if args.epochs is not None and args.epochs <= 0:
         raise CLIError(f"--epochs must be positive, got {args.epochs}")
+    if args.nproc_per_node is not None and args.nproc_per_node <= 0:
+        raise CLIError(f"--nproc-per-node must be positive, got {args.nproc_per_node}")
     config = None
     if args.resume is not None:
         given = [flag for flag, name in HYPERPARAMETERS if getattr(args, name) is not None]
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         from cnnzoo.registry import model_info
 
         model_info(config.model)  # an unknown model fails here, before any data is read
+    if args.nproc_per_node is not None:
+        return _launch(args, config)
     try:
         fit(
             config,
@@ -137,12 +148,40 @@ def run(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             command=["cnnzoo", *sys.argv[1:]],
         )
-    except Interrupted as stop:
-        if env_rank() == 0:  # the rank that wrote it
-            print(f"stopped; {stop.checkpoint} written. Resume with:", file=sys.stderr)
-            print(f"  cnnzoo train --resume {stop.checkpoint.parent}", file=sys.stderr)
+    except Interrupted:  # rank 0 has said where the run stopped and how to resume it
         return 130
     except (NonFiniteLossError, PeerLost) as error:
         print(f"cnnzoo train: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _launch(args: argparse.Namespace, config: TrainConfig | None) -> int:
+    """This command again, as ``--nproc-per-node`` workers (cnnzoo.train.distributed.launch)."""
+    from cnnzoo.train import distributed, rundir
+
+    if "WORLD_SIZE" in os.environ:
+        raise CLIError("--nproc-per-node starts the workers itself; it cannot run under torchrun")
+    nproc = args.nproc_per_node
+    if config is not None and config.batch_size % nproc:  # before any worker starts
+        raise CLIError(
+            f"batch size {config.batch_size} does not split over {nproc} processes (the batch "
+            f"size is the global batch, {nproc} equal shares); use a multiple of {nproc}"
+        )
+    out = args.out
+    if out is None and config is not None:  # one name for all workers, not one per clock
+        out = str(rundir.default_out_dir(config))
+    command = ["train", *([args.model] if args.model is not None else [])]
+    for flag, name in HYPERPARAMETERS:
+        value = getattr(args, name)
+        if value is True:
+            command.append(flag)
+        elif isinstance(value, tuple | list):  # a size: HxW
+            command += [flag, "x".join(map(str, value))]
+        elif value is not None:
+            command += [flag, str(value)]
+    for flag, value in (("--epochs", args.epochs), ("--out", out), ("--resume", args.resume)):
+        if value is not None:
+            command += [flag, str(value)]
+    command += ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
+    return distributed.launch(nproc, command)

@@ -153,14 +153,23 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    np.random.set_state(
-        ("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0)
-    )
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Put back what :func:`capture_rng` saved. A damaged state raises ``ValueError`` in one
+    line: without it the run cannot go on exactly as it would have."""
+    try:
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        np.random.set_state(
+            ("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0)
+        )
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"the checkpoint's random state is damaged ({type(error).__name__}: {reason}); "
+            "the run cannot resume exactly from it"
+        ) from None
 
 
 def versions() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """torch.distributed set-up for `torchrun`: one process per device, rank 0 writes.
 
-Launch: ``torchrun --nproc_per_node=N -m cnnzoo train MODEL ...`` on one machine; on several,
-``torchrun --nnodes=M --node_rank=R --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT
---nproc_per_node=N -m cnnzoo train ...`` on each (torchrun's rendezvous). gloo on CPU, nccl on GPU.
+Launch: ``cnnzoo train MODEL --nproc-per-node N ...`` (or ``torchrun --standalone
+--nproc_per_node=N -m cnnzoo train MODEL ...``) on one machine; on several, ``torchrun --nnodes=M
+--node_rank=R --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT --nproc_per_node=N -m cnnzoo train ...``
+on each (torchrun's rendezvous). gloo on CPU, nccl on GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "any_rank",
     "barrier",
     "env_rank",
+    "launch",
     "peers_watched",
     "setup",
     "teardown",
@@ -71,6 +73,29 @@ def setup(device: str) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank, world_size, local_rank), dev
 
 
+def launch(nproc: int, command: list[str]) -> int:
+    """Run ``python -m cnnzoo COMMAND`` as ``nproc`` workers on this machine, as ``torchrun
+    --standalone`` does (its own code, in this process), and return the job's exit status: the
+    first failed worker's, so a stopped job exits 130 (torchrun itself exits 1 for any failure)
+    and bad input 2; a worker killed by a signal gives 1."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "cnnzoo", *command]
+    )
+    try:
+        torchrun(args)  # type: ignore[no-untyped-call]
+    except ChildFailedError as error:
+        _, first = error.get_first_failure()
+        return first.exitcode if first.exitcode > 0 else 1
+    except SignalException:  # the launcher was signalled; the workers stopped and saved
+        return 130
+    return 0
+
+
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum a tensor over ranks (a no-op in a single process)."""
     if info.enabled:
@@ -93,8 +118,11 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+def teardown() -> None:
+    """Leave the process group, if this process joined one. On every way out of a run: a group
+    left to the interpreter's exit can abort it ("terminate called without an active
+    exception": gloo's threads destroyed while still joinable)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

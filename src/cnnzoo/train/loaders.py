@@ -1,14 +1,21 @@
-"""The run's loaders over data held whole on the device, and the checks before any is built."""
+"""The run's data: the datasets, their pipelines to the model's input, and the loaders over
+data held whole on the device, with the checks before any is built."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
-from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline
+from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
+from cnnzoo.registry import model_info
+from cnnzoo.train.checkpoint import data_info, inference_info
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.distributed import DistInfo
 
-__all__ = ["build_loaders", "check_splits", "resolve_device"]
+__all__ = ["RunData", "build_loaders", "check_splits", "load_run_data", "resolve_device"]
 
 
 def resolve_device(name: str) -> str:
@@ -32,25 +39,93 @@ def check_splits(train: ImageDataset, test: ImageDataset) -> None:
         )
 
 
+@dataclass(frozen=True)
+class RunData:
+    """What :func:`load_run_data` gives a run: its config completed from the data, both splits,
+    the training and evaluation pipelines, and the facts checkpoints record."""
+
+    config: TrainConfig  # data named, model_kwargs with the data's classes and channels
+    train: ImageDataset
+    test: ImageDataset
+    train_pipeline: Pipeline
+    test_pipeline: Pipeline
+    data_info: dict[str, Any]
+    inference: dict[str, Any]
+
+
+def load_run_data(config: TrainConfig) -> RunData:
+    """Both splits of ``config``'s data (checked), and the pipelines that bring them to the
+    model. The model is built for the data's channels (no information is thrown away or
+    repeated); the size is adapted to the model when it cannot take the data's
+    (cnnzoo.data.transforms). Fine-tuning uses the weights' mean/std at their input size."""
+    info = model_info(config.model)
+    data = config.data or "digits"
+    train_data = load_dataset(data, config.data_dir, "train", seed=config.seed)
+    test_data = load_dataset(data, config.data_dir, "test", seed=config.seed)
+    check_splits(train_data, test_data)
+    channels = train_data.image_size[0]
+    model_kwargs = {**config.model_kwargs, "num_classes": train_data.num_classes}
+    model_kwargs["in_channels"] = channels
+    config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
+    model_input = (channels, info.input_size[1], info.input_size[2])
+    mean, std, policy = train_data.mean, train_data.std, "auto"
+    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
+        from cnnzoo.pretrained import finetune_input
+
+        known = finetune_input(config.model, config.weights, channels)
+        if known is not None:
+            mean, std, model_input = known
+            policy = "model"
+
+    def pipeline(train: bool) -> Pipeline:
+        return build_pipeline(
+            config.augment,
+            mean=mean,
+            std=std,
+            train=train,
+            data_size=train_data.image_size,
+            model_input=model_input,
+            min_size=info.min_size,
+            fixed_size=info.fixed_size,
+            policy=policy,  # type: ignore[arg-type]
+        )
+
+    test_pipeline = pipeline(False)
+    return RunData(
+        config=config,
+        train=train_data,
+        test=test_data,
+        train_pipeline=pipeline(True),
+        test_pipeline=test_pipeline,
+        data_info=data_info(train_data, test_data),
+        inference=inference_info(train_data, test_pipeline, mean, std),
+    )
+
+
 def build_loaders(
-    config: TrainConfig,
-    train_data: ImageDataset,
-    test_data: ImageDataset,
-    pipelines: tuple[Pipeline, Pipeline],
-    device: torch.device,
-    dist: DistInfo,
+    config: TrainConfig, data: RunData, device: torch.device, dist: DistInfo
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """Training batches shuffled per epoch from ``config.seed`` (each rank takes every
-    ``world_size``-th sample of the shared permutation); evaluation batches in order, sharded."""
+    ``world_size``-th sample of the shared permutation); evaluation batches in order, sharded.
+
+    ``config.batch_size`` is the global batch, split evenly over the ranks: a step of N ranks
+    averages the gradient of the same samples as one process's step, so a recipe trains the
+    same run (the same steps, rate and batches) on any number of processes."""
     world = dist.world_size
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch size {config.batch_size} does not split over {world} processes (the batch "
+            f"size is the global batch, {world} equal shares); use a multiple of {world}"
+        )
+    train_data, test_data = data.train, data.test
     train_loader = DeviceLoader(
         train_data.images,
         train_data.labels,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size // world,
         shuffle=True,
         seed=config.seed,
-        drop_last=len(train_data) >= 4 * config.batch_size * world,
-        transform=pipelines[0],
+        drop_last=len(train_data) >= 4 * config.batch_size,
+        transform=data.train_pipeline,
         device=device,
         rank=dist.rank,
         world_size=world,
@@ -60,7 +135,7 @@ def build_loaders(
         test_data.labels,
         batch_size=config.eval_batch_size,
         shuffle=False,
-        transform=pipelines[1],
+        transform=data.test_pipeline,
         device=device,
         rank=dist.rank,
         world_size=world,

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from cnnzoo.train.trainer import Run
 
 __all__ = [
+    "EXPORTS",
     "RUN_FILES",
     "begin",
     "claim",
@@ -56,6 +57,10 @@ __all__ = [
 ]
 
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", *ARTIFACTS)
+# What `cnnzoo export RUN` writes into the run (cli/export.py). They are copies of the run's
+# weights: a run that trains on (resume) or is replaced (overwrite) removes them, rather than
+# leave an export of other weights beside it.
+EXPORTS = ("model.onnx", "model-int8.onnx", "model.pt")
 LOCK = ".lock"
 # config fields a resumed run may change: the length (the schedule is rebuilt for it) and how
 # many threads compute it
@@ -84,6 +89,8 @@ def claim(out: Path, *, overwrite: bool) -> None:
         )
     for name in held:
         (out / name).unlink()
+    if held:
+        _remove_exports(out)
     _remove_leftovers(out)
 
 
@@ -182,6 +189,8 @@ def begin(run: Run, checkpoint: dict[str, Any] | None, command: list[str] | None
     if run.dist.is_main:
         for line in repair(run):
             run.log(f"after an interrupted write: {line}")
+        for name in _remove_exports(out):
+            run.log(f"removed {name}: exported before the run trained on; export it again")
     if config.epochs == saved.epochs:
         return
     old = Schedule.from_config(saved, len(run.train_loader))
@@ -293,6 +302,13 @@ def commit_epoch(run: Run, improved: bool) -> None:
     if improved:
         atomic_link(out / "last.pt", out / "best.pt")
     write_metrics(out / "metrics.csv", run.history)
+
+
+def _remove_exports(out: Path) -> list[str]:
+    removed = [name for name in EXPORTS if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    return removed
 
 
 def _remove_leftovers(out: Path) -> list[str]:

@@ -23,25 +23,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
-from cnnzoo.registry import create_model, model_info
+from cnnzoo.data import DeviceLoader, ImageDataset
+from cnnzoo.registry import create_model
 from cnnzoo.surgery import freeze
 from cnnzoo.train import distributed, rundir
 from cnnzoo.train.artifacts import final_summary, write_artifacts
-from cnnzoo.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    data_info,
-    inference_info,
-    restore_checkpoint,
-)
+from cnnzoo.train.checkpoint import CHECKPOINT_FORMAT, restore_checkpoint
 from cnnzoo.train.config import TrainConfig
 from cnnzoo.train.ema import EMA
-from cnnzoo.train.loaders import build_loaders, check_splits, resolve_device
+from cnnzoo.train.loaders import build_loaders, load_run_data, resolve_device
 from cnnzoo.train.metrics import confusion_matrix
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.progress import EpochProgress
 from cnnzoo.train.schedule import Schedule
-from cnnzoo.train.signals import stop_on_signals
+from cnnzoo.train.signals import stop_asked, stop_on_signals
 from cnnzoo.train.threads import default_threads
 
 __all__ = [
@@ -125,41 +120,9 @@ def prepare(
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
     torch.manual_seed(config.seed)
 
-    info = model_info(config.model)
-    data = config.data or "digits"
-    train_data = load_dataset(data, config.data_dir, "train", seed=config.seed)
-    test_data = load_dataset(data, config.data_dir, "test", seed=config.seed)
-    check_splits(train_data, test_data)
-    # The model is built for the data's channels (no information is thrown away or repeated);
-    # the size is adapted to the model when it cannot take the data's (cnnzoo.data.transforms).
-    channels = train_data.image_size[0]
-    model_kwargs = {**config.model_kwargs, "num_classes": train_data.num_classes}
-    model_kwargs["in_channels"] = channels
-    config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
-    model_input = (channels, info.input_size[1], info.input_size[2])
-    mean, std, policy = train_data.mean, train_data.std, "auto"
-    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
-        from cnnzoo.pretrained import finetune_input
-
-        known = finetune_input(config.model, config.weights, channels)
-        if known is not None:
-            mean, std, model_input = known
-            policy = "model"
-
-    def pipeline(train: bool) -> Pipeline:
-        return build_pipeline(
-            config.augment,
-            mean=mean,
-            std=std,
-            train=train,
-            data_size=train_data.image_size,
-            model_input=model_input,
-            min_size=info.min_size,
-            fixed_size=info.fixed_size,
-            policy=policy,  # type: ignore[arg-type]
-        )
-
-    train_pipeline, test_pipeline = pipeline(True), pipeline(False)
+    data = load_run_data(config)
+    config = data.config
+    model_kwargs = config.model_kwargs
     # Pretrained weights only for a new run: a resumed one loads its own checkpoint.
     weights = config.weights if checkpoint is None else None
     model = create_model(config.model, weights=weights, **model_kwargs).to(device)
@@ -170,9 +133,7 @@ def prepare(
         freeze(model, upto=config.freeze)  # before the optimiser: it skips frozen ones
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    train_loader, test_loader = build_loaders(
-        config, train_data, test_data, (train_pipeline, test_pipeline), device, dist_info
-    )
+    train_loader, test_loader = build_loaders(config, data, device, dist_info)
     train_model: nn.Module = model
     if config.compile:
         train_model = torch.compile(model)  # type: ignore[assignment]
@@ -191,12 +152,12 @@ def prepare(
         optimizer=build_optimizer(model, config),
         scaler=torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
         schedule=Schedule.from_config(config, len(train_loader)),
-        train_data=train_data,
-        test_data=test_data,
+        train_data=data.train,
+        test_data=data.test,
         train_loader=train_loader,
         test_loader=test_loader,
-        data_info=data_info(train_data, test_data),
-        inference=inference_info(train_data, test_pipeline, mean, std),
+        data_info=data.data_info,
+        inference=data.inference,
         quiet=quiet,
     )
     if checkpoint is not None:
@@ -206,8 +167,8 @@ def prepare(
             f"resuming {run.config.model} at epoch {position['epoch'] + 1}, "
             f"batch {position['index']} (step {run.step})"
         )
-    elif train_pipeline.adaptation is not None and train_pipeline.adaptation.steps:
-        run.log(train_pipeline.adaptation.describe())
+    elif data.train_pipeline.adaptation is not None and data.train_pipeline.adaptation.steps:
+        run.log(data.train_pipeline.adaptation.describe())
     return run
 
 
@@ -284,11 +245,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         progress.update(loader.index, len(y), batch_loss, correct / len(y))
         sums["seconds"] = seconds_before + time.perf_counter() - start
         run.partial = sums
-        asked = run.stop_requested or (
-            run.stop_after_steps is not None and run.step >= run.stop_after_steps
-        )
         # every rank leaves after the same step, whichever rank was asked to stop
-        run.stop_requested = distributed.any_rank(asked, run.dist, run.device)
+        run.stop_requested = distributed.any_rank(stop_asked(run), run.dist, run.device)
         if run.stop_requested or run.step >= run.total_steps:
             break
     progress.clear()
@@ -377,22 +335,26 @@ def fit(
         out,
         checkpoint,
     ):
-        run = prepare(config, out, quiet=quiet, checkpoint=checkpoint)
-        run.stop_after_steps = stop_after_steps
-        try:
+        try:  # prepare joins the process group: every way out of here leaves it
+            run = prepare(config, out, quiet=quiet, checkpoint=checkpoint)
+            run.stop_after_steps = stop_after_steps
             rundir.begin(run, checkpoint, command)
             run.log(f"training {run.config.model} on {run.config.data} -> {out}")
             wall_start = time.perf_counter() - sum(r["seconds"] for r in run.history)
             with stop_on_signals(run), distributed.peers_watched(run.dist, out):
-                _loop(run)
-            if run.stop_requested:
-                raise Interrupted(out / "last.pt")
-            return _finish(run, time.perf_counter() - wall_start)
+                if _loop(run):
+                    run.log(f"stopped; {out / 'last.pt'} written. Resume with:")
+                    run.log(f"  cnnzoo train --resume {out}")
+                    distributed.barrier(run.dist)  # no rank leaves before rank 0 has said so
+                    raise Interrupted(out / "last.pt")
+                return _finish(run, time.perf_counter() - wall_start)
         finally:
-            distributed.teardown(run.dist)
+            distributed.teardown()
 
 
-def _loop(run: Run) -> None:
+def _loop(run: Run) -> bool:
+    """Train and evaluate epoch by epoch; True when the ranks agreed to stop early (last.pt
+    then holds the position)."""
     config, loader = run.config, run.train_loader
     while loader.epoch < config.epochs and run.step < run.total_steps:
         epoch = loader.epoch
@@ -401,7 +363,7 @@ def _loop(run: Run) -> None:
             if run.dist.is_main:
                 rundir.save_position(run)  # mid-epoch: the position says where to pick up
             distributed.barrier(run.dist)
-            return
+            return True
         loader.set_epoch(epoch + 1)
         run.partial = {}
         tests = _evaluate_epoch(run)
@@ -411,7 +373,6 @@ def _loop(run: Run) -> None:
             run.best_accuracy, run.best_epoch = tests["test_accuracy"], epoch + 1
         if run.dist.is_main:
             rundir.commit_epoch(run, improved)
-        distributed.barrier(run.dist)
         raw = f" (EMA; raw weights {tests['raw_test_accuracy']:.2%})" if run.ema is not None else ""
         run.log(
             f"epoch {epoch + 1}/{config.epochs}  step {run.step}  lr {stats['lr']:.4g}  "
@@ -419,8 +380,12 @@ def _loop(run: Run) -> None:
             f"test loss {tests['test_loss']:.4f} acc {tests['test_accuracy']:.2%}{raw}  "
             f"{stats['images_per_second']:,.0f} img/s  {stats['seconds']:.1f}s"
         )
+        # A signal may have come during the evaluation or the writes, on one rank only: the
+        # ranks agree on it here (the vote also waits for rank 0's writes, as a barrier would).
+        run.stop_requested = distributed.any_rank(run.stop_requested, run.dist, run.device)
         if run.stop_requested:
-            return
+            return True
+    return False
 
 
 def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
