@@ -15,7 +15,7 @@ from cnnzoo.train.checkpoint import atomic_write_text
 from cnnzoo.train.metrics import per_class_accuracy, write_confusion_csv
 
 if TYPE_CHECKING:
-    from cnnzoo.train.trainer import Run
+    from cnnzoo.train.run import Run
 
 __all__ = ["ARTIFACTS", "final_summary", "write_artifacts"]
 

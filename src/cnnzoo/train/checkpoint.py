@@ -30,7 +30,7 @@ from cnnzoo.train.checkpoint_validation import read_checkpoint, validate_checkpo
 
 if TYPE_CHECKING:
     from cnnzoo.data import ImageDataset, Pipeline
-    from cnnzoo.train.trainer import Run
+    from cnnzoo.train.run import Run
 
 __all__ = [
     "CHECKPOINT_FORMAT",

@@ -133,7 +133,7 @@ def peers_watched(info: DistInfo, out: Path) -> Iterator[None]:
     try:
         yield
     except RuntimeError as error:
-        from cnnzoo.train.trainer import NonFiniteLossError
+        from cnnzoo.train.run import NonFiniteLossError
 
         if not info.enabled or isinstance(error, NonFiniteLossError):
             raise

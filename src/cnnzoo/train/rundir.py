@@ -38,7 +38,7 @@ from cnnzoo.train.metrics import write_metrics
 from cnnzoo.train.schedule import Schedule
 
 if TYPE_CHECKING:
-    from cnnzoo.train.trainer import Run
+    from cnnzoo.train.run import Run
 
 __all__ = [
     "EXPORTS",

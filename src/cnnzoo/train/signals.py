@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cnnzoo.train.trainer import Run
+    from cnnzoo.train.run import Run
 
 __all__ = ["HOLD_ENV", "stop_asked", "stop_on_signals"]
 
