@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from cnnzoo.data import DatasetError, load_dataset
+from cnnzoo.data.augment import normalize
 from cnnzoo.data.folder import decode_images, scan_image_folder
 
 
@@ -139,3 +140,18 @@ def test_name_of_a_known_dataset_wins_over_a_folder_of_that_name(
     with pytest.raises(DatasetError, match=r"mnist: no train-images-idx3-ubyte"):
         load_dataset("mnist", tmp_path / "nowhere")
     assert len(load_dataset("./mnist", val_fraction=0.0)) == 3  # a path is a folder
+
+
+def test_a_constant_channel_is_centred_not_divided_by_zero(tmp_path: Path) -> None:
+    # Red-only images: green and blue are 0 everywhere, their std 0.
+    for c, name in enumerate(("a", "b")):
+        for i in range(3):
+            pixels = np.zeros((4, 4, 3), np.uint8)
+            pixels[..., 0] = 60 * c + 20 * i
+            _save(tmp_path / name / f"{i}.png", pixels)
+    ds = load_dataset(tmp_path, split="train", val_fraction=0.0)
+    assert ds.std[0] > 0 and ds.std[1:] == (1.0, 1.0)
+    out = normalize(ds.images, ds.mean, ds.std)
+    assert torch.isfinite(out).all() and out[:, 1:].abs().max() == 0
+    with pytest.raises(ValueError, match="std must be positive per channel"):
+        normalize(ds.images, ds.mean, (0.2, 0.0, 1.0))

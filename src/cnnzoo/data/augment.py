@@ -134,6 +134,8 @@ def resize(x: Tensor, size: Size) -> Tensor:
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """(x - mean) / std per channel, for float images in 0..1; uint8 input is converted to
     0..1 in the same pass (one multiply-add per pixel)."""
+    if not all(s > 0 for s in std):
+        raise ValueError(f"std must be positive per channel, got {tuple(std)}")
     dtype = x.dtype if x.is_floating_point() else torch.float32
     unit = 255.0 if x.dtype == torch.uint8 else 1.0
     view = (1, len(mean), 1, 1)

@@ -60,6 +60,8 @@ class ImageDataset:
         channels = self.images.shape[1]
         if len(self.mean) != channels or len(self.std) != channels:
             raise DatasetError(f"{self.source}: mean/std need one value per channel ({channels})")
+        if not all(s > 0 for s in self.std):
+            raise DatasetError(f"{self.source}: std must be positive per channel, got {self.std}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -80,7 +82,8 @@ class ImageDataset:
 
 
 def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std (population) of uint8 (N, C, H, W) images on the 0..1 scale.
+    """Per-channel mean and std (population) of uint8 (N, C, H, W) images on the 0..1 scale;
+    a channel with a std under one grey level gets std 1 (normalisation then only centres it).
 
     Sums in float64 chunk by chunk: exact enough and bounded memory for 50k CIFAR images.
     """
@@ -96,4 +99,7 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
     count = images.shape[0] * images.shape[2] * images.shape[3]
     mean = total / count
     std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    # A channel that varies by less than one grey level (a constant channel, e.g. red-only
+    # scans) carries nothing to scale: dividing by its std would blow noise up to inf or NaN.
+    std = torch.where(std < 1.0 / 255.0, torch.ones_like(std), std)
     return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
