@@ -34,7 +34,10 @@ on that load: a cross-check of the wall-clock ratio. The per-sample data path is
 its share of a torchvision-style step bounds what any data path can gain there (Amdahl).
 
 Model FLOP utilisation: 3 x the forward FLOPs (2 x ``model_info("resnet20").macs``) per image,
-against the peak of ``torch.mm`` on large matrices of the same precision, measured on the spot.
+against the peak of ``torch.mm`` on large matrices of the same precision, measured on the spot
+(the best product of all rounds), both per CPU second of this process (per wall-clock second for
+the loops with worker processes), so that other load cancels out.
+With ``--compile``, inductor's caches are switched off: the compile time is a first run's.
 
 Accuracy at equal epochs cannot be judged on random pixels, so it is checked on the embedded real
 digits (1,442 train / 355 test, 8x8): the tutorial loop and the fastest trainer variant, same
@@ -50,6 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import itertools
 import os
 import platform
@@ -269,12 +273,14 @@ def synchronize(device: torch.device) -> None:
 @dataclass
 class MatmulPeak:
     """FLOP/s of ``torch.mm`` on n x n matrices of ``dtype``, the best of 3 products; timed once
-    per round, under the same load as the training it is compared with."""
+    per round, under the same load as the training it is compared with. ``cpu_rates``: FLOP per
+    CPU second of this process (all its threads), where other load hardly counts."""
 
     dtype: torch.dtype
     device: torch.device
     n: int
     rates: list[float] = field(default_factory=list)
+    cpu_rates: list[float] = field(default_factory=list)
 
     @classmethod
     def sized(cls, dtype: torch.dtype, device: torch.device, max_size: int = 2048) -> MatmulPeak:
@@ -290,14 +296,16 @@ class MatmulPeak:
         a = torch.randn(self.n, self.n, device=self.device).to(self.dtype)
         b = torch.randn(self.n, self.n, device=self.device).to(self.dtype)
         torch.mm(a, b)  # warm-up
-        best = float("inf")
+        best = best_cpu = float("inf")
         for _ in range(3):
             synchronize(self.device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             torch.mm(a, b)
             synchronize(self.device)
             best = min(best, time.perf_counter() - start)
+            best_cpu = min(best_cpu, max(time.process_time() - cpu_start, 1e-9))
         self.rates.append(2 * self.n**3 / best)
+        self.cpu_rates.append(2 * self.n**3 / best_cpu)
         return self.rates[-1]
 
 
@@ -467,6 +475,9 @@ def main() -> None:
     )
     parser.add_argument("--check-tolerance", type=float, default=1.0, help="percentage points")
     args = parser.parse_args()
+    if args.compile:  # time a first compile, not a cache hit from an earlier run
+        importlib.import_module("torch._inductor.config").fx_graph_cache = False
+        importlib.import_module("torch._functorch.config").enable_autograd_cache = False
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -627,15 +638,20 @@ def main() -> None:
     for precision, peak in peaks.items():
         native = {True: "native", False: "emulated", None: "native?"}[natives[precision]]
         gflops = [r / 1e9 for r in peak.rates]
+        cpu_gflops = [r / 1e9 for r in peak.cpu_rates]
         print(
             f"matmul peak {precision} ({peak.n}x{peak.n}, {native}): "
-            f"{spread(gflops, ',.1f')} GFLOP/s"
+            f"{spread(gflops, ',.1f')} GFLOP/s, {spread(cpu_gflops, ',.1f')} per CPU second"
         )
     print(header)
     print("-" * len(header))
     for contender in contenders:
         achieved = statistics.median(contender.rates) * flops_per_image
-        utilisation = achieved / statistics.median(peaks[contender.precision].rates)
+        busy = statistics.median(contender.cpu_rates if contender.in_process else contender.rates)
+        peak = peaks[contender.precision]
+        utilisation = (
+            busy * flops_per_image / max(peak.cpu_rates if contender.in_process else peak.rates)
+        )
         per_cpu = "-"
         per_cpu_ratio = "-"
         if contender.in_process:
@@ -648,8 +664,9 @@ def main() -> None:
         )
     print(
         f"(MFU: {flops_per_image / 1e6:.1f} MFLOP per training image = 3 x 2 x "
-        f"{info.macs:,} forward MACs; median images/s over the median matmul peak of the "
-        "contender's precision)"
+        f"{info.macs:,} forward MACs; GFLOP/s per wall-clock second; MFU: per CPU second over "
+        "the best matmul product per CPU second of the contender's precision, per wall-clock "
+        "second for loops with workers)"
     )
     trainers = [c for c in contenders if c.config is not None]
     fast = max(trainers, key=lambda c: statistics.median(ratios[c.name]))
