@@ -105,7 +105,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (min 95.77-96.34), 6 at 0.012 mean 96.53; batch 32 for 8 epochs mean 96.71; batch 128 for
     # 12-30 epochs mean 96.06-97.00 (min 95.21-96.62). The EMA's decay follows the run's length
     # (0.995: a horizon of about 200 steps). One thread: the model is too small to share between
-    # cores (on the shared 2-core machine, 2 threads were 8x slower a step than 1 under load).
+    # cores (on the shared 2-core machine, 2 threads were 8x slower a step than 1 under load; in
+    # benchmarks/bench_train.py at load average 5.6-6.1, 20x slower for both loops). Speed flags
+    # stay off here (issue 15, benchmarks/bench_train.py, images per CPU second): channels_last
+    # is 1.13-1.19x, bf16 autocast 0.97-1.00x alone and 1.20-1.23x with channels_last (native
+    # bf16 CPUs only), torch.compile 0.92-0.98x; but channels_last changes the rounding, and
+    # with it seeds 0-2 reached 97.18/97.75/96.34% (seed 2 under the 96.5% floor).
     "lenet5-mnist": {
         "epochs": 10,
         "batch_size": 64,
