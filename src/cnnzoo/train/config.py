@@ -12,7 +12,14 @@ from typing import Any
 
 from cnnzoo.precision import PRECISIONS  # the one table of precision names (issue 18)
 
-__all__ = ["DEFAULT_RECIPES", "PRECISIONS", "RECIPES", "TrainConfig", "make_config"]
+__all__ = [
+    "DEFAULT_RECIPES",
+    "PRECISIONS",
+    "RECIPES",
+    "TrainConfig",
+    "check_input_size",
+    "make_config",
+]
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -23,6 +30,9 @@ class TrainConfig:
     data: str | None = None  # None: the embedded default dataset
     data_dir: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # (H, W) the images are brought to for training and evaluation (channels stay the data's);
+    # None: the data's size when the model takes it, else the model's default input.
+    input_size: tuple[int, int] | None = None
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimiser steps (the paper's iterations)
     batch_size: int = 128
@@ -56,6 +66,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.ema is not None and not self.ema:  # ema=0 / False: off, as None is
             object.__setattr__(self, "ema", None)
+        if self.input_size is not None:  # a list from JSON, or an int for a square
+            size = self.input_size
+            height, width = (size, size) if isinstance(size, int) else size
+            object.__setattr__(self, "input_size", (int(height), int(width)))
+            check_input_size(self.model, self.input_size)
         checks = [
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.batch_size > 0, f"batch size must be positive, got {self.batch_size}"),
@@ -81,6 +96,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["milestones"] = list(self.milestones)
+        if self.input_size is not None:
+            out["input_size"] = list(self.input_size)
         return out
 
     @classmethod
@@ -89,6 +106,29 @@ class TrainConfig:
         kwargs = {k: v for k, v in values.items() if k in known}
         kwargs["milestones"] = tuple(kwargs.get("milestones", ()))
         return cls(**kwargs)
+
+
+def check_input_size(model: str, size: tuple[int, int]) -> None:
+    """Raise ``ValueError`` (one line, naming the sizes ``model`` accepts) unless it can be
+    trained on ``size`` (H, W) inputs: at least its smallest input, exactly its input for a
+    fixed-size head."""
+    from cnnzoo.registry import model_info
+
+    info = model_info(model)
+    height, width = size
+    default = f"{info.input_size[1]}x{info.input_size[2]}"
+    if height <= 0 or width <= 0:
+        raise ValueError(f"input size must be positive, got {height}x{width}")
+    if info.fixed_size and (height, width) != tuple(info.input_size[1:]):
+        raise ValueError(
+            f"{model} takes exactly {default} inputs (a fixed-size head); got {height}x{width}"
+        )
+    low_h, low_w = info.min_size
+    if height < low_h or width < low_w:
+        raise ValueError(
+            f"{model} takes inputs of at least {low_h}x{low_w} (default {default}); "
+            f"got {height}x{width}"
+        )
 
 
 # Recipes: named bundles of defaults. A recipe may depend on the model (ResNet-110's warm-up).
