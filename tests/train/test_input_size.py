@@ -32,6 +32,14 @@ def test_round_trip_through_json() -> None:
     assert TrainConfig.from_dict(saved).input_size is None
 
 
+def test_models_the_digits_would_be_resized_to_224_for_train_smaller() -> None:
+    assert make_config("densenet121").input_size == (32, 32)
+    assert make_config("zfnet", "fast").input_size == (64, 64)
+    assert make_config("zfnet", input_size=(224, 224)).input_size == (224, 224)
+    assert make_config("densenet121", "finetune").input_size is None  # the weights' size
+    assert make_config("resnet18").input_size is None  # takes the 8x8 digits as they are
+
+
 def test_a_square_size_may_be_one_number() -> None:
     assert make_config("resnet20", input_size=16).input_size == (16, 16)
 

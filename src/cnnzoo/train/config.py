@@ -233,9 +233,25 @@ DEFAULT_RECIPES = {
 }
 
 
+# The size (H, W) a model trains at unless --input says otherwise (issue 18), for the models
+# whose smallest input exceeds the embedded digits' 8x8 and whose default is 224: the trainer
+# would resize the digits up to 224, 11-65 minutes an epoch on one CPU thread. These sizes take
+# minutes (README, "Recipes of the issue-18 families"): DenseNet and SqueezeNet at CIFAR's 32
+# (smallest inputs 29 and 21), ZFNet and NiN-ImageNet at 64 (smallest 47 and 39). Fine-tuning
+# keeps the pretrained weights' size; give --input 224 to train at the paper's.
+TRAINING_SIZES: dict[str, tuple[int, int]] = {
+    **{f"densenet{depth}": (32, 32) for depth in (121, 161, 169, 201)},
+    "squeezenet1_0": (32, 32),
+    "squeezenet1_1": (32, 32),
+    "zfnet": (64, 64),
+    "nin_imagenet": (64, 64),
+}
+
+
 def make_config(model: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The config for ``model``: defaults, then the recipe (``DEFAULT_RECIPES[model]`` or
-    ``fast`` when none is named), then the overrides. An override of None means "not given"
+    ``fast`` when none is named) with the model's ``TRAINING_SIZES`` entry (unless it
+    fine-tunes), then the overrides. An override of None means "not given"
     (the recipe's value stays), except for the options in ``NULLABLE`` where None is a value:
     ``make_config("lenet5", ema=None)`` (or ``ema=0``) trains without an EMA."""
     if recipe is None and overrides.get("weights") is not None:
@@ -244,6 +260,8 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     values: dict[str, Any] = {"model": model, "recipe": recipe, **RECIPES[recipe]}
+    if model in TRAINING_SIZES and recipe != "finetune" and overrides.get("weights") is None:
+        values["input_size"] = TRAINING_SIZES[model]
     if recipe == "he2015-cifar" and model == "resnet110":
         # sec. 4.2: "we use 0.01 to warm up the training until the training error is below 80%
         # (about 400 iterations), and then go back to 0.1".
