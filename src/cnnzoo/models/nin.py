@@ -174,7 +174,8 @@ def _init_classifier(conv: nn.Conv2d) -> None:
     # conv -> ReLU -> pool) and a bias of 1 open every class's ReLU with equal logits: training
     # then moves each map by the difference of class means, not by the common part.
     nn.init.normal_(conv.weight, mean=0.0, std=0.01)
-    nn.init.constant_(conv.bias, 1.0)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, 1.0)
 
 
 def _min_side(specs: tuple[MlpConvSpec, ...]) -> tuple[int, int]:
