@@ -169,7 +169,7 @@ def _init_classifier(conv: nn.Conv2d) -> None:
     # (post-ReLU), so with He-normal weights each map's sign is mostly that of its weights' sum
     # against the features' mean: alike for every image and position. A class drawn negative is
     # dead from the first step (the ReLU passes it no gradient) and never predicted (issue 18:
-    # on the digits, seeds 0 and 2 lost the classes that started positive at 0.4% and 3% of
+    # on the digits, seeds 0 and 2 lost the classes that started positive at 0.1% and 3% of
     # their positions). Small weights (N(0, 0.01), as torchvision's SqueezeNet head, the same
     # conv -> ReLU -> pool) and a bias of 1 open every class's ReLU with equal logits: training
     # then moves each map by the difference of class means, not by the common part.
