@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_RECIPES",
     "PRECISIONS",
     "RECIPES",
+    "TRAINING_SIZES",
     "TrainConfig",
     "check_input_size",
     "make_config",
@@ -234,7 +235,8 @@ DEFAULT_RECIPES = {
     # ZFNet starts every layer at N(0, 0.01) (Zeiler & Fergus 2013, sec. 3), which shrinks the
     # signal layer by layer: under `fast` (SGD 0.05, batch 128) the loss stayed at ln 10 for the
     # 4 epochs run, at SGD 0.01 with batch 32 for the first. AdamW's steps do not scale with the
-    # gradient's size, and `nin`'s rate and batch (for another net without batch norm) train it.
+    # gradient's size, and `nin`'s rate and batch (for another net without batch norm) train it:
+    # 98.31% on the digits at 64x64 in 10 epochs, 94.93% on the CIFAR-shaped digits in 5.
     "zfnet": "nin",
 }
 
