@@ -108,6 +108,11 @@ def test_a_plausible_num_classes_must_still_match_the_weights(tmp_path: Path) ->
             lambda c: c["data"].update(image_size=[1, 10**5, 10**5]),
             ["data.image_size 100000x100000 is over the limit"],
         ),
+        (
+            lambda c: c["config"].update(input_size=[10**5, 10**5]),
+            ["config.input_size 100000x100000 is over the limit"],
+        ),
+        (lambda c: c["config"].update(input_size="big"), ["config.input_size must be"]),
         (lambda c: c["data"].update(mean=[0.1, 0.2]), ["data.mean must be 1 finite numbers"]),
         (lambda c: c["data"].update(std=[0.0]), ["data.std must be positive"]),
         (

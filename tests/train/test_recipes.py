@@ -48,11 +48,13 @@ def test_every_model_resolves_to_a_recipe_that_builds(model: str) -> None:
 
 @pytest.mark.slow
 def test_nin_recipe_trains_nin_on_the_digits(tmp_path: Path) -> None:
-    # Under `fast` (SGD 0.05) NiN's last ReLU dies: every output is 0, the loss stays at
-    # ln 10 = 2.3026 and the accuracy at one class's share (9.86% of the test digits). The `nin`
-    # recipe cut to 3 epochs (135 steps; 29% measured, 89% at its full 15) must be well clear.
+    # NiN's class maps pass a ReLU before the global pool. The `nin` recipe cut to 3 epochs
+    # (135 steps) measured 93.80% with every class above 73%; before the classifier conv started
+    # with every ReLU open it measured 29%, and at the full 15 epochs seeds 0 and 2 still had a
+    # class that was never predicted (89%). Every class must be learnt.
     config = make_config("nin_cifar10", epochs=3, threads=1)
     assert config.recipe == "nin"
     final = fit(config, tmp_path / "run", quiet=True)
-    assert final["test_accuracy"] > 0.2
+    assert final["test_accuracy"] > 0.85
+    assert min(final["per_class_accuracy"].values()) > 0.5, final["per_class_accuracy"]
     assert final["test_loss"] < math.log(10) - 0.1

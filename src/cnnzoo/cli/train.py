@@ -18,6 +18,7 @@ HELP = "train a model; under torchrun, with DistributedDataParallel"
 HYPERPARAMETERS = (
     ("--data", "data"),
     ("--data-dir", "data_dir"),
+    ("--input", "input_size"),
     ("--batch-size", "batch_size"),
     ("--lr", "lr"),
     ("--optimizer", "optimizer"),
@@ -46,6 +47,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("model", nargs="?", help="a registered model (omit with --resume)")
     p.add_argument("--data", help="dataset name (digits, mnist, cifar10, ...) or image folder")
     p.add_argument("--data-dir", help="where dataset files are found")
+    p.add_argument(
+        "--input",
+        dest="input_size",
+        type=_image_size,
+        metavar="HxW|H",
+        help="train (and evaluate) at this image size: the images are padded or resized to it "
+        "(default: the model's TRAINING_SIZES entry, else the data's size if the model takes "
+        "it, else the model's input)",
+    )
     p.add_argument("--epochs", type=int, help="epochs; with --resume, extends the run to N")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -106,6 +116,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch, no bar")
     p.set_defaults(func=run)
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """'96' -> (96, 96), '96x64' -> (96, 64), as `cnnzoo show --input` spells H and W. No
+    channels: the model is built for the data's."""
+    parts = text.lower().split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot parse {text!r}: expected HxW or H") from None
+    if len(numbers) == 3:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give HxW or H; the model takes the data's channels"
+        )
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) <= 0:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: expected positive HxW or H")
+    return numbers[0], numbers[1]
 
 
 def run(args: argparse.Namespace) -> int:

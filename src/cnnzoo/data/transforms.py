@@ -253,7 +253,7 @@ def plan_input_adaptation(
         else:
             steps.append(Resize((mh, mw)))
         if policy == "model":
-            reason = " (the model's default input)"
+            reason = " (the input size asked for)"  # --input, or pretrained weights' size
         elif wrong_fixed:
             reason = f" (the model takes exactly {mh}x{mw})"
         else:

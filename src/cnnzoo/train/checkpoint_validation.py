@@ -237,6 +237,22 @@ def check_model_state(
             )
 
 
+def _check_input_size(size: Any, where: str) -> None:
+    """config.input_size (`--input`): None, or [height, width] within the image-size limit
+    (eval and predict resize images to it)."""
+    if size is None:
+        return
+    if not isinstance(size, list | tuple) or len(size) != 2:
+        raise CheckpointError(f"{where}: config.input_size must be [height, width] or None")
+    height = _check_int(size[0], f"{where}: config.input_size[0]", 1, _MAX_INT)
+    width = _check_int(size[1], f"{where}: config.input_size[1]", 1, _MAX_INT)
+    if height * width > limit("image_pixels"):
+        raise CheckpointError(
+            f"{where}: config.input_size {height}x{width} is over the limit of "
+            f"{limit('image_pixels')} pixels per image"
+        )
+
+
 def _check_data(data: Any, kwargs: Mapping[str, Any], where: str) -> None:
     if not isinstance(data, dict):
         raise CheckpointError(f"{where}: 'data' must be a dict describing the training data")
@@ -297,6 +313,7 @@ def validate_checkpoint(checkpoint: Any, path: str | Path) -> dict[str, Any]:
         if key != "model_kwargs":  # the trainer checks their meaning on resume
             _check_value(value, f"{where}: config.{key}", max_int=1 << 62)
     kwargs = _check_model_kwargs(config, where)
+    _check_input_size(config.get("input_size"), where)
     _check_data(checkpoint["data"], kwargs, where)
     _check_every_tensor(checkpoint, where)
     model = config["model"]

@@ -76,6 +76,8 @@ def load_run_data(config: TrainConfig) -> RunData:
         if known is not None:
             mean, std, model_input = known
             policy = "model"
+    if config.input_size is not None:  # the run's own training size (--input), exactly
+        model_input, policy = (channels, *config.input_size), "model"
 
     def pipeline(train: bool) -> Pipeline:
         return build_pipeline(

@@ -77,6 +77,9 @@ def _eval_pipeline(checkpoint: dict[str, Any], data_size: tuple[int, int, int]) 
         if known is not None:
             mean, std, model_input = known
             policy = "model"
+    if config.get("input_size"):  # trained at its own size (--input): evaluated at it too
+        height, width = (int(v) for v in config["input_size"])
+        model_input, policy = (channels, height, width), "model"
     return build_pipeline(
         config.get("augment", "none"),
         mean=mean,
