@@ -26,6 +26,12 @@ def test_resnet110_warms_up_at_001() -> None:
     assert make_config("resnet56", "he2015-cifar").warmup_lr is None
 
 
+def test_nin_imagenet_takes_half_the_nin_rate() -> None:
+    assert make_config("nin_imagenet").lr == 5e-4
+    assert make_config("nin_cifar10").lr == 1e-3
+    assert make_config("nin_imagenet", lr=1e-3).lr == 1e-3  # a flag still wins
+
+
 def test_round_trip_through_dict() -> None:
     config = make_config("lenet5", "lenet5-mnist", ema=0.99, model_kwargs={"num_classes": 10})
     assert TrainConfig.from_dict(config.to_dict()) == config

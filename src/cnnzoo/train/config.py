@@ -281,6 +281,11 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
         # sec. 4.2: "we use 0.01 to warm up the training until the training error is below 80%
         # (about 400 iterations), and then go back to 0.1".
         values.update(warmup_lr=0.01, warmup_epochs=400 / 391)
+    if recipe == "nin" and model == "nin_imagenet":
+        # Issue 18, on the digits at 64x64 in 10 epochs: at `nin`'s peak 1e-3 seed 1 lost class
+        # 5 near the peak (89.30%; seeds 0, 2: 98.87%, 99.15%); at 5e-4 seeds 0, 1, 2 reached
+        # 99.44%, 99.15%, 99.15%.
+        values["lr"] = 5e-4
     values.update({k: v for k, v in overrides.items() if v is not None or k in NULLABLE})
     if values.get("weights") is not None or values.get("freeze") is not None:
         from cnnzoo.pretrained import finetune_settings
