@@ -343,4 +343,5 @@ def _finish(run: Run, wall_seconds: float) -> dict[str, Any]:
             f"done: test accuracy {accuracy:.2%} (best {run.best_accuracy:.2%} at epoch "
             f"{run.best_epoch}), {wall_seconds:.1f}s; files in {run.out_dir}"
         )
+    distributed.barrier(run.dist)  # the ranks leave together, once the run's files exist
     return final
