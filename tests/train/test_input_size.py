@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cnnzoo.cli import main
 from cnnzoo.train import fit, make_config
 from cnnzoo.train.checkpoint import load_checkpoint
 from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.loaders import load_run_data
 
 
 def _exit_code(args: list[str]) -> int:
@@ -32,12 +36,23 @@ def test_round_trip_through_json() -> None:
     assert TrainConfig.from_dict(saved).input_size is None
 
 
-def test_models_the_digits_would_be_resized_to_224_for_train_smaller() -> None:
-    assert make_config("densenet121").input_size == (32, 32)
-    assert make_config("zfnet", "fast").input_size == (64, 64)
-    assert make_config("zfnet", input_size=(224, 224)).input_size == (224, 224)
-    assert make_config("densenet121", "finetune").input_size is None  # the weights' size
-    assert make_config("resnet18").input_size is None  # takes the 8x8 digits as they are
+def test_models_the_digits_would_be_resized_to_224_for_train_smaller(tmp_path: Path) -> None:
+    def size(model: str, **overrides: Any) -> tuple[int, int] | None:
+        return load_run_data(make_config(model, **overrides)).config.input_size
+
+    assert size("densenet121") == (32, 32)  # the 8x8 digits
+    assert size("zfnet", recipe="fast") == (64, 64)
+    assert size("zfnet", input_size=(224, 224)) == (224, 224)
+    assert size("resnet18") is None  # takes the 8x8 digits as they are
+    # Images larger than the entry (photos) train at their own size, as for any model.
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            for i in range(2):
+                folder = tmp_path / split / label
+                folder.mkdir(parents=True, exist_ok=True)
+                pixels = np.full((40, 40, 3), 100 * (label == "b") + 10 * i, np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    assert size("densenet121", data=str(tmp_path)) is None
 
 
 def test_a_square_size_may_be_one_number() -> None:

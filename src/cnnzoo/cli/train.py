@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_image_size,
         metavar="HxW|H",
         help="train (and evaluate) at this image size: the images are padded or resized to it "
-        "(default: the model's TRAINING_SIZES entry, else the data's size if the model takes "
-        "it, else the model's input)",
+        "(default: the model's TRAINING_SIZES entry for images no larger than it, else the "
+        "data's size if the model takes it, else the model's input)",
     )
     p.add_argument("--epochs", type=int, help="epochs; with --resume, extends the run to N")
     p.add_argument("--batch-size", type=int)

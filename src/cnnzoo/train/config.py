@@ -246,9 +246,11 @@ DEFAULT_RECIPES = {
 }
 
 
-# The size (H, W) a model trains at unless --input says otherwise (issue 18), for the models
-# whose smallest input exceeds the embedded digits' 8x8 and whose default is 224: the trainer
-# would resize the digits up to 224, 11-65 minutes an epoch on one CPU thread. These sizes take
+# The size (H, W) a model trains at on small images (no larger than this: the digits, CIFAR)
+# unless --input says otherwise (issue 18), for the models whose smallest input exceeds the
+# embedded digits' 8x8 and whose default is 224: the trainer would resize the digits up to 224,
+# 11-65 minutes an epoch on one CPU thread. Larger images train as before (their own size when
+# the model takes it); the size chosen is saved with the run (config.input_size). These sizes take
 # minutes (README, "Recipes of the issue-18 families"): DenseNet at CIFAR's 32 (smallest input
 # 29); ZFNet and NiN-ImageNet at 64 (smallest 47 and 39); SqueezeNet at 64 too, although it
 # takes 32 (smallest 21 and 17): at 32 its last map is 1x1 and, on the digits, 1.0 never
@@ -265,8 +267,7 @@ TRAINING_SIZES: dict[str, tuple[int, int]] = {
 
 def make_config(model: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """The config for ``model``: defaults, then the recipe (``DEFAULT_RECIPES[model]`` or
-    ``fast`` when none is named) with the model's ``TRAINING_SIZES`` entry (unless it
-    fine-tunes), then the overrides. An override of None means "not given"
+    ``fast`` when none is named), then the overrides. An override of None means "not given"
     (the recipe's value stays), except for the options in ``NULLABLE`` where None is a value:
     ``make_config("lenet5", ema=None)`` (or ``ema=0``) trains without an EMA."""
     if recipe is None and overrides.get("weights") is not None:
@@ -275,8 +276,6 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     values: dict[str, Any] = {"model": model, "recipe": recipe, **RECIPES[recipe]}
-    if model in TRAINING_SIZES and recipe != "finetune" and overrides.get("weights") is None:
-        values["input_size"] = TRAINING_SIZES[model]
     if recipe == "he2015-cifar" and model == "resnet110":
         # sec. 4.2: "we use 0.01 to warm up the training until the training error is below 80%
         # (about 400 iterations), and then go back to 0.1".

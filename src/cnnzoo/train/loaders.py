@@ -12,7 +12,7 @@ import torch
 from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, load_dataset
 from cnnzoo.registry import model_info
 from cnnzoo.train.checkpoint import data_info, inference_info
-from cnnzoo.train.config import TrainConfig
+from cnnzoo.train.config import TRAINING_SIZES, TrainConfig
 from cnnzoo.train.distributed import DistInfo
 
 __all__ = ["RunData", "build_loaders", "check_splits", "load_run_data", "resolve_device"]
@@ -57,7 +57,8 @@ def load_run_data(config: TrainConfig) -> RunData:
     """Both splits of ``config``'s data (checked), and the pipelines that bring them to the
     model. The model is built for the data's channels (no information is thrown away or
     repeated); the size is adapted to the model when it cannot take the data's
-    (cnnzoo.data.transforms). Fine-tuning uses the weights' mean/std at their input size."""
+    (cnnzoo.data.transforms). Fine-tuning uses the weights' mean/std at their input size; a
+    model in ``TRAINING_SIZES`` trains images no larger than its entry at that size."""
     info = model_info(config.model)
     data = config.data or "digits"
     train_data = load_dataset(data, config.data_dir, "train", seed=config.seed)
@@ -76,6 +77,13 @@ def load_run_data(config: TrainConfig) -> RunData:
         if known is not None:
             mean, std, model_input = known
             policy = "model"
+    small = TRAINING_SIZES.get(config.model)
+    data_fits = small is not None and all(
+        d <= s for d, s in zip(train_data.image_size[1:], small, strict=True)
+    )
+    if config.input_size is None and config.weights is None and data_fits:
+        # Small images (the digits, CIFAR): the model's training size, not its 224.
+        config = dataclasses.replace(config, input_size=small)
     if config.input_size is not None:  # the run's own training size (--input), exactly
         model_input, policy = (channels, *config.input_size), "model"
 
