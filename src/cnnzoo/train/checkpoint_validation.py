@@ -244,12 +244,17 @@ def _check_input_size(size: Any, where: str) -> None:
         return
     if not isinstance(size, list | tuple) or len(size) != 2:
         raise CheckpointError(f"{where}: config.input_size must be [height, width] or None")
-    height = _check_int(size[0], f"{where}: config.input_size[0]", 1, _MAX_INT)
-    width = _check_int(size[1], f"{where}: config.input_size[1]", 1, _MAX_INT)
+    _check_height_width(size, 0, f"{where}: config.input_size")
+
+
+def _check_height_width(size: Any, first: int, name: str) -> None:
+    """``size[first]``, ``size[first + 1]``: positive integers whose product (an image's pixels)
+    is within the image-pixel limit."""
+    height = _check_int(size[first], f"{name}[{first}]", 1, _MAX_INT)
+    width = _check_int(size[first + 1], f"{name}[{first + 1}]", 1, _MAX_INT)
     if height * width > limit("image_pixels"):
         raise CheckpointError(
-            f"{where}: config.input_size {height}x{width} is over the limit of "
-            f"{limit('image_pixels')} pixels per image"
+            f"{name} {height}x{width} is over the limit of {limit('image_pixels')} pixels per image"
         )
 
 
@@ -276,13 +281,7 @@ def _check_data(data: Any, kwargs: Mapping[str, Any], where: str) -> None:
     if not isinstance(size, list | tuple) or len(size) != 3:
         raise CheckpointError(f"{where}: data.image_size must be [channels, height, width]")
     channels = _check_int(size[0], f"{where}: data.image_size[0]", 1, MAX_CHANNELS)
-    height = _check_int(size[1], f"{where}: data.image_size[1]", 1, _MAX_INT)
-    width = _check_int(size[2], f"{where}: data.image_size[2]", 1, _MAX_INT)
-    if height * width > limit("image_pixels"):
-        raise CheckpointError(
-            f"{where}: data.image_size {height}x{width} is over the limit of "
-            f"{limit('image_pixels')} pixels per image"
-        )
+    _check_height_width(size, 1, f"{where}: data.image_size")
     for key in ("mean", "std"):
         values = data.get(key)
         if (
