@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import time
 from pathlib import Path
 from typing import Any
@@ -290,10 +291,22 @@ def fit(
                     run.log(f"stopped; {out / 'last.pt'} written. Resume with:")
                     run.log(f"  cnnzoo train --resume {out}")
                     distributed.barrier(run.dist)  # no rank leaves before rank 0 has said so
+                    _release_wrapper(run)
                     raise Interrupted(out / "last.pt")
-                return _finish(run, time.perf_counter() - wall_start)
+                final = _finish(run, time.perf_counter() - wall_start)
+                _release_wrapper(run)
+                return final
         finally:
             distributed.teardown()
+
+
+def _release_wrapper(run: Run) -> None:
+    """Free the DDP wrapper while the process group lives and the peers do: left to the
+    interpreter's exit (an exception's traceback keeps the run), gloo's threads are destroyed
+    in any order and abort the process ("terminate called without an active exception")."""
+    if run.train_model is not run.model:
+        run.train_model = run.model
+        gc.collect()
 
 
 def _loop(run: Run) -> bool:
