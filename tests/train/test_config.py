@@ -43,7 +43,7 @@ def test_round_trip_through_dict() -> None:
         ({"epochs": 0}, "epochs must be positive"),
         ({"lr": -1.0}, "learning rate must be positive"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adamw"),
-        ({"precision": "int8"}, "precision must be one of"),
+        ({"precision": "int8"}, "precision must be auto or one of fp32, bf16, fp16"),
         ({"ema": 1.5}, "EMA decay"),
     ],
 )
@@ -55,3 +55,19 @@ def test_bad_values_are_rejected(overrides: dict[str, object], message: str) -> 
 def test_unknown_recipe() -> None:
     with pytest.raises(ValueError, match="unknown recipe 'fastest'; expected one of fast"):
         make_config("lenet5", "fastest")
+
+
+def test_speed_settings_apply_under_every_recipe_and_flags_win() -> None:
+    from cnnzoo.registry import list_models
+    from cnnzoo.train.config import SPEED_SETTINGS
+
+    assert set(SPEED_SETTINGS) <= set(list_models())
+    for model, settings in SPEED_SETTINGS.items():
+        for recipe in (None, "fast", "he2015-cifar"):
+            config = make_config(model, recipe)
+            assert {k: getattr(config, k) for k in settings} == settings, (model, recipe)
+    assert make_config("resnet20").precision == "auto" and make_config("resnet20").channels_last
+    flagged = make_config("resnet20", precision="fp32", channels_last=False)
+    assert flagged.precision == "fp32" and not flagged.channels_last
+    plain = make_config("lenet5")  # measured: no speed setting pays on LeNet-5
+    assert plain.precision == "fp32" and not plain.channels_last

@@ -154,3 +154,35 @@ def test_googlenet_aux_losses_are_weighted() -> None:
     expected = ce(output.logits, y) + 0.3 * (ce(output.aux_logits1, y) + ce(output.aux_logits2, y))
     torch.testing.assert_close(loss, expected)
     assert logits is output.logits
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_decided_on_the_device_and_kept_on_resume(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    native: bool,
+) -> None:
+    from cnnzoo import precision
+
+    # The device's answer is the test's to choose, so both decisions run on any machine.
+    monkeypatch.setattr(precision, "native_precision", lambda dtype, device="cpu": native)
+    chosen = "bf16" if native else "fp32"
+    config = make_config("lenet_book", epochs=1, batch_size=32, precision="auto")
+    with pytest.raises(Interrupted):
+        fit(config, tmp_path, stop_after_steps=3)
+    said = capsys.readouterr().err
+    assert f"precision auto: {chosen} (cpu " in said
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["precision"] == chosen
+    assert load_checkpoint(tmp_path)["config"]["precision"] == chosen
+
+    # Resumed where the device answers otherwise: the run keeps what it chose ("auto" asked
+    # again means the run's choice); a different explicit precision is refused.
+    monkeypatch.setattr(precision, "native_precision", lambda dtype, device="cpu": not native)
+    other = "fp32" if native else "bf16"
+    with pytest.raises(ValueError, match=f"precision cannot change .*precision='{chosen}'"):
+        fit(make_config("lenet_book", epochs=1, batch_size=32, precision=other), resume=tmp_path)
+    final = fit(config, resume=tmp_path, quiet=True)
+    assert final["steps"] == 1442 // 32
+    assert load_checkpoint(tmp_path)["config"]["precision"] == chosen

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
+from cnnzoo.precision import AUTO
 from cnnzoo.train import distributed
 from cnnzoo.train.artifacts import ARTIFACTS
 from cnnzoo.train.checkpoint import (
@@ -242,6 +243,8 @@ def resumed_config(
             if f.name in CHANGEABLE_ON_RESUME:
                 continue
             if f.name == "data" and new is None:
+                continue
+            if f.name == "precision" and new == AUTO:  # the run saved what auto chose
                 continue
             if f.name == "model_kwargs" and all(old.get(k) == v for k, v in new.items()):
                 continue

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnzoo.data import DeviceLoader
+from cnnzoo.precision import AUTO, resolve_precision
 from cnnzoo.registry import create_model
 from cnnzoo.surgery import freeze
 from cnnzoo.train import distributed, rundir
@@ -61,6 +62,9 @@ def prepare(
     """Data, model, optimiser, schedule and loaders for ``config``; restored from ``checkpoint``."""
     torch.set_num_threads(config.threads or default_threads())
     dist_info, device = distributed.setup(resolve_device(config.device))
+    asked = config.precision
+    # "auto" is decided here, on the device, and saved resolved: a resumed run keeps its precision
+    config = dataclasses.replace(config, precision=resolve_precision(asked, device))
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
     torch.manual_seed(config.seed)
@@ -112,8 +116,12 @@ def prepare(
             f"resuming {run.config.model} at epoch {position['epoch'] + 1}, "
             f"batch {position['index']} (step {run.step})"
         )
-    elif data.train_pipeline.adaptation is not None and data.train_pipeline.adaptation.steps:
-        run.log(data.train_pipeline.adaptation.describe())
+    else:
+        if data.train_pipeline.adaptation is not None and data.train_pipeline.adaptation.steps:
+            run.log(data.train_pipeline.adaptation.describe())
+        if asked == AUTO:
+            native = "computes" if config.precision == "bf16" else "has no"
+            run.log(f"precision auto: {config.precision} ({device.type} {native} native bf16)")
     return run
 
 
