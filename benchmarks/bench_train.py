@@ -77,7 +77,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cnnzoo import create_model, model_info
 from cnnzoo.data import ImageDataset, load_dataset
-from cnnzoo.inference import native_precision
+from cnnzoo.precision import native_precision, resolve_precision
 from cnnzoo.train import TrainConfig, loaders, make_config, trainer
 from cnnzoo.train.optim import build_optimizer
 from cnnzoo.train.schedule import Schedule
@@ -511,6 +511,9 @@ def main() -> None:
     precisions = ["fp32"] if "auto" in args.precisions else list(args.precisions)
     if "auto" in args.precisions and natives["bf16"]:
         precisions.append("bf16")
+    defaults = (resolve_precision(recipe.precision, device), recipe.channels_last, recipe.compile)
+    if defaults[0] not in precisions:  # the trainer's defaults are always timed
+        precisions.append(defaults[0])
     elif "auto" in args.precisions:
         print(
             "bf16 autocast: not timed, this device has no native bf16 (it would only slow "
@@ -684,9 +687,15 @@ def main() -> None:
         f"{statistics.median(cpu_ratios[fast.name]):.2f}x per CPU second "
         f"(target {TARGET_SPEEDUP}x): {verdict}"
     )
-    plain = next(c for c in trainers if c.config is not None and c.config == base.config)
+    # The model's own settings (SPEED_SETTINGS: precision auto and channels_last for ResNet-20)
+    plain = next(
+        c
+        for c in trainers
+        if c.config is not None
+        and (c.config.precision, c.config.channels_last, c.config.compile) == defaults
+    )
     print(
-        f"  the trainer's defaults alone ({plain.name}): "
+        f"  the trainer's defaults for {MODEL} ({plain.name}): "
         f"{statistics.median(ratios[plain.name]):.2f}x, "
         f"{statistics.median(cpu_ratios[plain.name]):.2f}x per CPU second"
     )
