@@ -172,7 +172,7 @@ def test_auto_precision_is_decided_on_the_device_and_kept_on_resume(
     with pytest.raises(Interrupted):
         fit(config, tmp_path, stop_after_steps=3)
     said = capsys.readouterr().err
-    assert f"precision auto: {chosen} (cpu " in said
+    assert f"precision auto: {chosen} (this cpu: " in said
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["precision"] == chosen
     assert load_checkpoint(tmp_path)["config"]["precision"] == chosen

@@ -55,9 +55,10 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     are ``torch.optim``'s, less the dynamo wrappers (see ``_eager``)."""
     # torch's default (per-tensor) implementation, not fused. Issue 15, one thread: fused AdamW
     # steps LeNet-5 in 117 us instead of 444 (3% of its step at batch 64), fused SGD ResNet-20
-    # in 148 us instead of 824 (0.1%); but it rounds differently, and the lenet5-mnist recipe's
-    # test accuracy (validated with this implementation: 97.75/97.46/96.90%, seeds 0-2) became
-    # 97.46/96.06/96.34%, below issue 15's bar (mean 97%, none below 96.5%).
+    # in 148 us instead of 824 (0.1%); but it rounds differently, and the lenet5-mnist recipe of
+    # then (peak lr 0.01, validated with this implementation: 97.75/97.46/96.90%, seeds 0-2)
+    # fell to 97.46/96.06/96.34%, below issue 15's bar (mean 97%, none below 96.5%). Not tried
+    # since with the steadier 0.002: at most 0.07 s of the demo's 2 s.
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [

@@ -120,8 +120,8 @@ def prepare(
         if data.train_pipeline.adaptation is not None and data.train_pipeline.adaptation.steps:
             run.log(data.train_pipeline.adaptation.describe())
         if asked == AUTO:
-            native = "computes" if config.precision == "bf16" else "has no"
-            run.log(f"precision auto: {config.precision} ({device.type} {native} native bf16)")
+            native = "computes bf16 natively" if config.precision == "bf16" else "no native bf16"
+            run.log(f"precision auto: {config.precision} (this {device.type}: {native})")
     return run
 
 
