@@ -511,14 +511,14 @@ def main() -> None:
     precisions = ["fp32"] if "auto" in args.precisions else list(args.precisions)
     if "auto" in args.precisions and natives["bf16"]:
         precisions.append("bf16")
-    defaults = (resolve_precision(recipe.precision, device), recipe.channels_last, recipe.compile)
-    if defaults[0] not in precisions:  # the trainer's defaults are always timed
-        precisions.append(defaults[0])
     elif "auto" in args.precisions:
         print(
             "bf16 autocast: not timed, this device has no native bf16 (it would only slow "
             "training down; --precisions fp32 bf16 times it anyway)"
         )
+    defaults = (resolve_precision(recipe.precision, device), recipe.channels_last, recipe.compile)
+    if defaults[0] not in precisions:  # the trainer's defaults are always timed
+        precisions.append(defaults[0])
 
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, (args.images, *shape), dtype=np.uint8))
