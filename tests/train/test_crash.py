@@ -23,7 +23,9 @@ from cnnzoo.train.checkpoint import load_checkpoint
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 
 # Two epochs of 11 steps, the second better than the first (best.pt moves); the EMA and
-# augmentation make exact resume non-trivial.
+# augmentation make exact resume non-trivial. One thread: a child forked from a process whose
+# OpenMP pool has threads hangs in its first parallel op (libgomp is not fork-safe), which
+# pytest run without `make unit`'s OMP_NUM_THREADS=1 would meet.
 CONFIG = make_config(
     "lenet_book",
     epochs=2,
@@ -32,6 +34,7 @@ CONFIG = make_config(
     lr=0.003,
     ema=0.9,
     augment="resnet_cifar",
+    threads=1,
 )
 
 
