@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-__all__ = ["CLIError", "OneLineParser", "parse_input_size"]
+__all__ = ["CLIError", "OneLineParser", "parse_input_size", "size_numbers"]
 
 
 class CLIError(Exception):
@@ -21,13 +21,19 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def size_numbers(text: str) -> list[int] | None:
+    """'3x224x224' -> [3, 224, 224], '96' -> [96]; None when a part is not an integer."""
+    try:
+        return [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        return None
+
+
 def parse_input_size(text: str) -> tuple[int, int, int]:
     """'3x224x224' -> (3, 224, 224); '224' -> (3, 224, 224); '1x28x28', '28x28' -> (C=3 default)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise CLIError(f"cannot parse input size {text!r}: expected CxHxW, HxW or H") from None
+    numbers = size_numbers(text.replace(",", "x"))
+    if numbers is None:
+        raise CLIError(f"cannot parse input size {text!r}: expected CxHxW, HxW or H")
     if len(numbers) == 1:
         numbers = [3, numbers[0], numbers[0]]
     elif len(numbers) == 2:

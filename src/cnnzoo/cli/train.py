@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from cnnzoo.cli._common import CLIError
+from cnnzoo.cli._common import CLIError, size_numbers
 from cnnzoo.cli._weights import add_weights_argument
 from cnnzoo.precision import AUTO
 from cnnzoo.train.config import OPTIMIZERS, PRECISIONS, RECIPES, TrainConfig, make_config
@@ -138,11 +138,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _image_size(text: str) -> tuple[int, int]:
     """'96' -> (96, 96), '96x64' -> (96, 64), as `cnnzoo show --input` spells H and W. No
     channels: the model is built for the data's."""
-    parts = text.lower().split("x")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"cannot parse {text!r}: expected HxW or H") from None
+    numbers = size_numbers(text)
+    if numbers is None:
+        raise argparse.ArgumentTypeError(f"cannot parse {text!r}: expected HxW or H")
     if len(numbers) == 3:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give HxW or H; the model takes the data's channels"
@@ -209,11 +207,8 @@ def _launch(args: argparse.Namespace, config: TrainConfig | None) -> int:
     if "WORLD_SIZE" in os.environ:
         raise CLIError("--nproc-per-node starts the workers itself; it cannot run under torchrun")
     nproc = args.nproc_per_node
-    if config is not None and config.batch_size % nproc:  # before any worker starts
-        raise CLIError(
-            f"batch size {config.batch_size} does not split over {nproc} processes (the batch "
-            f"size is the global batch, {nproc} equal shares); use a multiple of {nproc}"
-        )
+    if config is not None:  # before any worker starts
+        distributed.check_global_batch(config.batch_size, nproc)
     out = args.out
     if out is None and config is not None:  # one name for all workers, not one per clock
         out = str(rundir.default_out_dir(config))

@@ -24,6 +24,7 @@ __all__ = [
     "all_reduce_sum",
     "any_rank",
     "barrier",
+    "check_global_batch",
     "env_rank",
     "launch",
     "peers_watched",
@@ -94,6 +95,17 @@ def launch(nproc: int, command: list[str]) -> int:
     except SignalException:  # the launcher was signalled; the workers stopped and saved
         return 130
     return 0
+
+
+def check_global_batch(batch_size: int, world_size: int) -> None:
+    """Raise ``ValueError`` unless ``batch_size`` (the global batch) splits evenly over
+    ``world_size`` processes."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"batch size {batch_size} does not split over {world_size} processes (the batch "
+            f"size is the global batch, {world_size} equal shares); use a multiple of "
+            f"{world_size}"
+        )
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -4,8 +4,9 @@ data held whole on the device, with the checks before any is built."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -13,9 +14,16 @@ from cnnzoo.data import DeviceLoader, ImageDataset, Pipeline, build_pipeline, lo
 from cnnzoo.registry import model_info
 from cnnzoo.train.checkpoint import data_info, inference_info
 from cnnzoo.train.config import TRAINING_SIZES, TrainConfig
-from cnnzoo.train.distributed import DistInfo
+from cnnzoo.train.distributed import DistInfo, check_global_batch
 
-__all__ = ["RunData", "build_loaders", "check_splits", "load_run_data", "resolve_device"]
+__all__ = [
+    "RunData",
+    "build_loaders",
+    "check_splits",
+    "input_plan",
+    "load_run_data",
+    "resolve_device",
+]
 
 
 def resolve_device(name: str) -> str:
@@ -53,6 +61,36 @@ class RunData:
     inference: dict[str, Any]
 
 
+def input_plan(
+    model: str,
+    channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    weights: str | None,
+    input_size: Sequence[int] | None,
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, int, int], Literal["auto", "model"]]:
+    """How a run's images reach ``model``: (mean, std, model input C,H,W, adaptation policy).
+    The data's statistics and the model's default input, adapted only where it must be
+    ("auto"); fine-tuned (``weights``), the weights' mean/std at their input size; trained at
+    its own size (``input_size``, ``--input``), exactly that. Training decides with it, and
+    evaluating or predicting with a run's checkpoint decides the same way."""
+    info = model_info(model)
+    model_input = (channels, info.input_size[1], info.input_size[2])
+    policy: Literal["auto", "model"] = "auto"
+    if weights is not None:
+        from cnnzoo.pretrained import finetune_input
+
+        known = finetune_input(model, weights, channels)
+        if known is not None:
+            mean, std, model_input = known
+            policy = "model"
+    if input_size is not None:
+        height, width = (int(v) for v in input_size)
+        model_input, policy = (channels, height, width), "model"
+    return tuple(mean), tuple(std), model_input, policy
+
+
 def load_run_data(config: TrainConfig) -> RunData:
     """Both splits of ``config``'s data (checked), and the pipelines that bring them to the
     model. The model is built for the data's channels (no information is thrown away or
@@ -68,15 +106,6 @@ def load_run_data(config: TrainConfig) -> RunData:
     model_kwargs = {**config.model_kwargs, "num_classes": train_data.num_classes}
     model_kwargs["in_channels"] = channels
     config = dataclasses.replace(config, data=data, model_kwargs=model_kwargs)
-    model_input = (channels, info.input_size[1], info.input_size[2])
-    mean, std, policy = train_data.mean, train_data.std, "auto"
-    if config.weights is not None:  # fine-tuning: the weights' mean/std at their input size
-        from cnnzoo.pretrained import finetune_input
-
-        known = finetune_input(config.model, config.weights, channels)
-        if known is not None:
-            mean, std, model_input = known
-            policy = "model"
     small = TRAINING_SIZES.get(config.model)
     data_fits = small is not None and all(
         d <= s for d, s in zip(train_data.image_size[1:], small, strict=True)
@@ -84,8 +113,14 @@ def load_run_data(config: TrainConfig) -> RunData:
     if config.input_size is None and config.weights is None and data_fits:
         # Small images (the digits, CIFAR): the model's training size, not its 224.
         config = dataclasses.replace(config, input_size=small)
-    if config.input_size is not None:  # the run's own training size (--input), exactly
-        model_input, policy = (channels, *config.input_size), "model"
+    mean, std, model_input, policy = input_plan(
+        config.model,
+        channels,
+        train_data.mean,
+        train_data.std,
+        weights=config.weights,
+        input_size=config.input_size,
+    )
 
     def pipeline(train: bool) -> Pipeline:
         return build_pipeline(
@@ -97,7 +132,7 @@ def load_run_data(config: TrainConfig) -> RunData:
             model_input=model_input,
             min_size=info.min_size,
             fixed_size=info.fixed_size,
-            policy=policy,  # type: ignore[arg-type]
+            policy=policy,
         )
 
     test_pipeline = pipeline(False)
@@ -122,11 +157,7 @@ def build_loaders(
     averages the gradient of the same samples as one process's step, so a recipe trains the
     same run (the same steps, rate and batches) on any number of processes."""
     world = dist.world_size
-    if config.batch_size % world:
-        raise ValueError(
-            f"batch size {config.batch_size} does not split over {world} processes (the batch "
-            f"size is the global batch, {world} equal shares); use a multiple of {world}"
-        )
+    check_global_batch(config.batch_size, world)
     train_data, test_data = data.train, data.test
     train_loader = DeviceLoader(
         train_data.images,

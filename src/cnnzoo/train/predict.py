@@ -15,6 +15,7 @@ from cnnzoo.data.folder import decode_images
 from cnnzoo.registry import create_model, model_info
 from cnnzoo.train.checkpoint import load_checkpoint
 from cnnzoo.train.checkpoint_validation import check_model_state
+from cnnzoo.train.loaders import input_plan
 from cnnzoo.train.metrics import per_class_accuracy
 
 __all__ = [
@@ -67,19 +68,14 @@ def _eval_pipeline(checkpoint: dict[str, Any], data_size: tuple[int, int, int]) 
     config, data = checkpoint["config"], checkpoint["data"]
     info = model_info(config["model"])
     channels = int(config["model_kwargs"].get("in_channels", info.input_size[0]))
-    mean, std = data["mean"], data["std"]
-    model_input = (channels, info.input_size[1], info.input_size[2])
-    policy = "auto"
-    if config.get("weights"):  # fine-tuned: as the trainer fed it (cnnzoo.pretrained)
-        from cnnzoo.pretrained import finetune_input
-
-        known = finetune_input(config["model"], config["weights"], channels)
-        if known is not None:
-            mean, std, model_input = known
-            policy = "model"
-    if config.get("input_size"):  # trained at its own size (--input): evaluated at it too
-        height, width = (int(v) for v in config["input_size"])
-        model_input, policy = (channels, height, width), "model"
+    mean, std, model_input, policy = input_plan(  # as the trainer fed the run
+        config["model"],
+        channels,
+        data["mean"],
+        data["std"],
+        weights=config.get("weights") or None,
+        input_size=config.get("input_size") or None,
+    )
     return build_pipeline(
         config.get("augment", "none"),
         mean=mean,
@@ -89,7 +85,7 @@ def _eval_pipeline(checkpoint: dict[str, Any], data_size: tuple[int, int, int]) 
         model_input=model_input,
         min_size=info.min_size,
         fixed_size=info.fixed_size,
-        policy=policy,  # type: ignore[arg-type]
+        policy=policy,
     )
 
 
