@@ -20,7 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like, sequential_head
 from cnnzoo.models.papers import KRIZHEVSKY2012, KRIZHEVSKY2014, ZEILER2013
 from cnnzoo.registry import Numbers, numbers, register_model
 
@@ -91,8 +91,7 @@ class AlexNet(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
-        # The whole classifier is called for logits, so that tables show it as one module.
-        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
+        return sequential_head(self.classifier, x, pre_logits)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]
@@ -201,8 +200,7 @@ class AlexNetOriginal(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(x, 1)
-        # The whole classifier is called for logits, so that tables show it as one module.
-        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
+        return sequential_head(self.classifier, x, pre_logits)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]  # fc8
@@ -286,8 +284,7 @@ class ZFNet(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
-        # The whole classifier is called for logits, so that tables show it as one module.
-        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
+        return sequential_head(self.classifier, x, pre_logits)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]  # fc8

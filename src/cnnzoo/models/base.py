@@ -14,7 +14,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ClassifierModel", "FeatureInfo", "new_linear_like"]
+__all__ = ["ClassifierModel", "FeatureInfo", "new_linear_like", "sequential_head"]
 
 
 def new_linear_like(
@@ -38,6 +38,15 @@ def new_linear_like(
     if init is not None:
         init(new)
     return new
+
+
+def sequential_head(classifier: nn.Module, x: Tensor, pre_logits: bool = False) -> Tensor:
+    """A Sequential classifier's logits, or (``pre_logits``) what its last layer reads. Logits
+    call the whole Sequential, not its layers one by one, so that layer tables show the
+    classifier as one module with its layers under it."""
+    assert isinstance(classifier, nn.Sequential)
+    out: Tensor = classifier[:-1](x) if pre_logits else classifier(x)
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnzoo.models.base import ClassifierModel, FeatureInfo
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, sequential_head
 from cnnzoo.registry import Paper, register_model
 
 __all__ = [
@@ -333,11 +333,7 @@ class MobileNetV2(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)
-        if pre_logits:
-            return self.classifier[0](x)  # type: ignore[no-any-return]
-        # The whole classifier is called for logits, so that tables show it as one module.
-        logits: Tensor = self.classifier(x)
-        return logits
+        return sequential_head(self.classifier, x, pre_logits)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[1]

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like
+from cnnzoo.models.base import ClassifierModel, FeatureInfo, new_linear_like, sequential_head
 from cnnzoo.models.papers import SIMONYAN2014
 from cnnzoo.registry import Numbers, numbers, register_model
 
@@ -154,8 +154,7 @@ class VGG(ClassifierModel):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
-        # The whole classifier is called for logits, so that tables show it as one module.
-        return self.classifier[:-1](x) if pre_logits else self.classifier(x)  # type: ignore[no-any-return]
+        return sequential_head(self.classifier, x, pre_logits)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[-1]
