@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -26,11 +27,15 @@ __all__ = [
     "barrier",
     "check_global_batch",
     "env_rank",
+    "from_main",
     "launch",
     "peers_watched",
     "setup",
     "teardown",
 ]
+
+
+T = TypeVar("T")
 
 
 class PeerLost(RuntimeError):
@@ -123,6 +128,17 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device | None = None) -> 
     vote = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX)
     return bool(vote.item())
+
+
+def from_main(value: T, info: DistInfo) -> T:
+    """Rank 0's ``value`` on every rank (``value`` itself in a single process): for the choices
+    each rank would make on its own hardware (``--precision auto`` on machines of two kinds), so
+    that all ranks run, and rank 0 saves, one decision."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(info: DistInfo) -> None:

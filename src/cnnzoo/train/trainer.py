@@ -63,8 +63,10 @@ def prepare(
     torch.set_num_threads(config.threads or default_threads())
     dist_info, device = distributed.setup(resolve_device(config.device))
     asked = config.precision
-    # "auto" is decided here, on the device, and saved resolved: a resumed run keeps its precision
-    config = dataclasses.replace(config, precision=resolve_precision(asked, device))
+    # "auto" is decided here, on the device, and saved resolved: a resumed run keeps its precision.
+    # Rank 0 decides for all: ranks on machines of different kinds would otherwise each choose.
+    precision = distributed.from_main(resolve_precision(asked, device), dist_info)
+    config = dataclasses.replace(config, precision=precision)
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 training needs a CUDA device; use --precision bf16 on the CPU")
     torch.manual_seed(config.seed)
