@@ -147,6 +147,15 @@ def test_squash_values() -> None:
         atol=1e-4,
         rtol=0,
     )
+    # The same function as A tanh(S a), value and slope, wherever the squash operates.
+    grid64 = torch.linspace(-20.0, 20.0, 4001, dtype=torch.float64, requires_grad=True)
+    (f_slope,) = torch.autograd.grad(f(grid64).sum(), grid64)
+    reference = 1.7159 * torch.tanh(2 / 3 * grid64)
+    (ref_slope,) = torch.autograd.grad(reference.sum(), grid64)
+    torch.testing.assert_close(f(grid64), reference, atol=1e-12, rtol=0)
+    torch.testing.assert_close(f_slope, ref_slope, atol=1e-12, rtol=0)
+    grid32 = grid64.detach().float()
+    torch.testing.assert_close(f(grid32), 1.7159 * torch.tanh(2 / 3 * grid32), atol=1e-6, rtol=0)
     (slope,) = torch.autograd.grad(y[0], a)
     assert slope[0].item() == pytest.approx(1.7159 * 2 / 3)  # gain near 0 close to 1
     # Appendix A: the second derivative is largest in magnitude near a = 1.

@@ -84,7 +84,11 @@ class ScaledTanh(nn.Module):
     slope = 2.0 / 3.0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.amplitude * torch.tanh(self.slope * x)
+        # A tanh(S x) through tanh(z) = 2 sigmoid(2z) - 1: torch's CPU tanh took 2.4-4x the time
+        # of this form (forward and backward, fp32, LeNet-5's C1 maps at batch 32; issue 15,
+        # AVX-512 CPU), and the squash runs on every unit. The forms differ by < 1e-6 in float32.
+        two_a = 2.0 * self.amplitude
+        return torch.sigmoid(x * (2.0 * self.slope)).mul(two_a).sub_(self.amplitude)
 
 
 class Subsampling(nn.Module):
