@@ -186,3 +186,38 @@ def test_auto_precision_is_decided_on_the_device_and_kept_on_resume(
     final = fit(config, resume=tmp_path, quiet=True)
     assert final["steps"] == 1442 // 32
     assert load_checkpoint(tmp_path)["config"]["precision"] == chosen
+
+
+def _rank_with_its_own_bf16(rank: int, port: int, out: str) -> None:
+    import os
+
+    from cnnzoo import precision
+    from cnnzoo.train import distributed
+    from cnnzoo.train.trainer import prepare
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # Machines of two kinds: only rank 1's computes bf16 natively.
+    precision.native_precision = lambda dtype, device="cpu": rank == 1  # type: ignore[assignment]
+    try:
+        config = make_config("lenet_book", epochs=1, batch_size=32, precision="auto", threads=1)
+        run = prepare(config, Path(out), quiet=True, checkpoint=None)
+        Path(out, f"{rank}.txt").write_text(run.config.precision)
+    finally:
+        distributed.teardown()
+
+
+@pytest.mark.slow
+def test_auto_precision_is_rank_0s_on_every_rank(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:  # a free port for the group's store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # fork: CPU and gloo only, and the children need not import torch again
+    mp.start_processes(
+        _rank_with_its_own_bf16, args=(port, str(tmp_path)), nprocs=2, start_method="fork"
+    )
+    # Rank 0 has no native bf16, so neither rank trains in it, rank 1's own answer regardless.
+    assert [(tmp_path / f"{r}.txt").read_text() for r in range(2)] == ["fp32", "fp32"]
