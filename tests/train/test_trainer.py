@@ -195,7 +195,9 @@ def _rank_with_its_own_bf16(rank: int, port: int, out: str) -> None:
     from cnnzoo.train import distributed
     from cnnzoo.train.trainer import prepare
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     # Machines of two kinds: only rank 1's computes bf16 natively.
     precision.native_precision = lambda dtype, device="cpu": rank == 1  # type: ignore[assignment]
     try:
