@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from cnnzoo.train import signals
+
+
+@pytest.fixture(autouse=True)
+def _python_sigint() -> Iterator[None]:
+    # A suite started as a background job of a shell without job control inherits SIGINT
+    # ignored; these tests are about Python's own handler, so they start from it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _run() -> Any:
