@@ -44,10 +44,9 @@ class Contender:
 
 
 def _env(src: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    }
+    # no empty entry when PYTHONPATH is unset: that would put the working directory on sys.path
+    paths = [str(src), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _check_source(src: Path) -> None:

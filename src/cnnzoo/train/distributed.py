@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class PeerLost(RuntimeError):
@@ -130,7 +130,7 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device | None = None) -> 
     return bool(vote.item())
 
 
-def from_main(value: T, info: DistInfo) -> T:
+def from_main(value: _T, info: DistInfo) -> _T:
     """Rank 0's ``value`` on every rank (``value`` itself in a single process): for the choices
     each rank would make on its own hardware (``--precision auto`` on machines of two kinds), so
     that all ranks run, and rank 0 saves, one decision."""
